@@ -19,7 +19,6 @@ export const errorTable = {
   TRUNCATED: { http: 422, dimse: 0xc000, expose: true, text: 'The DICOM data is cut off.' },
   INVALID_UID: { http: 422, dimse: 0xc000, expose: true, text: 'A required UID is missing or not a valid UID.' },
   UID_MISMATCH: { http: 422, dimse: 0xc210, expose: true, text: 'The dataset\'s SOP Instance UID differs from the one in the request.' },
-  CLASS_MISMATCH: { http: 422, dimse: 0xa900, expose: true, text: 'The dataset\'s SOP Class UID differs from the one in the request.' },
   UNSUPPORTED_SYNTAX: { http: 415, dimse: 0xc000, expose: true, text: 'The transfer syntax is not supported.' },
   TOO_LARGE: { http: 413, dimse: 0xa700, expose: true, text: 'The data is larger than this appliance accepts.' },
   TOO_COMPLEX: { http: 422, dimse: 0xc000, expose: true, text: 'The DICOM data is nested too deeply or has too many elements.' },

@@ -1,0 +1,118 @@
+/**
+ * The file store: where instance files live, and the durable way to put them there.
+ * A file is committed by: fsync the staged file, rename it into place (same file system), fsync the
+ * directory (and any directory created on the way). Only after that may the index row be committed.
+ *
+ *   <dataDir>/store/<aa>/<bb>/<SOP Instance UID>.dcm   committed instances (aa/bb from a hash of the UID)
+ *   <dataDir>/staging/incoming/                        files being received; swept at start
+ *   <dataDir>/held/                                    uploads waiting for the malware scanner
+ *   <dataDir>/quarantine/                              refused files (malware), kept for the admin
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+export interface FileStore {
+  readonly root: string;
+  readonly storeDir: string;
+  readonly stagingDir: string;
+  readonly heldDir: string;
+  readonly quarantineDir: string;
+  /** A new unique path in staging (not created). */
+  stagingPath(suffix?: string): string;
+  /** Path, relative to storeDir, where an instance with this SOP Instance UID lives. */
+  relativePathFor(sopInstanceUID: string): string;
+  absolute(relative: string): string;
+  /** Durably move a fully written staged file to its place in the store; returns the relative path. */
+  commit(stagedPath: string, sopInstanceUID: string, opts?: { alreadySynced?: boolean }): Promise<string>;
+  /** Durably move a file into another area (held, quarantine) under a new name; returns the new path. */
+  moveTo(area: 'held' | 'quarantine', file: string, name: string): Promise<string>;
+  /** Remove leftovers of interrupted receptions in staging; returns how many were removed. */
+  sweepStaging(): number;
+  remove(file: string): Promise<void>;
+}
+
+export async function fsyncPath(p: string): Promise<void> {
+  const fh = await open(p, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** mkdir -p that fsyncs the parent of every directory it creates, so the new entries survive a crash. */
+async function ensureDirDurable(dir: string, known: Set<string>): Promise<void> {
+  if (known.has(dir)) return;
+  try {
+    await stat(dir);
+  } catch {
+    await ensureDirDurable(path.dirname(dir), known);
+    try {
+      await mkdir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    await fsyncPath(path.dirname(dir));
+  }
+  known.add(dir);
+}
+
+export function createFileStore(dataDir: string): FileStore {
+  const root = path.resolve(dataDir);
+  const storeDir = path.join(root, 'store');
+  const stagingDir = path.join(root, 'staging', 'incoming');
+  const heldDir = path.join(root, 'held');
+  const quarantineDir = path.join(root, 'quarantine');
+  for (const d of [storeDir, stagingDir, heldDir, quarantineDir]) mkdirSync(d, { recursive: true });
+  const knownDirs = new Set<string>([storeDir, heldDir, quarantineDir]);
+
+  const relativePathFor = (uid: string) => {
+    const h = createHash('sha1').update(uid).digest('hex');
+    return path.join(h.slice(0, 2), h.slice(2, 4), `${uid}.dcm`);
+  };
+
+  return {
+    root,
+    storeDir,
+    stagingDir,
+    heldDir,
+    quarantineDir,
+    stagingPath(suffix = '.part') {
+      return path.join(stagingDir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}${suffix}`);
+    },
+    relativePathFor,
+    absolute(relative) {
+      return path.join(storeDir, relative);
+    },
+    async commit(stagedPath, sopInstanceUID, opts = {}) {
+      if (!opts.alreadySynced) await fsyncPath(stagedPath);
+      const rel = relativePathFor(sopInstanceUID);
+      const dest = path.join(storeDir, rel);
+      await ensureDirDurable(path.dirname(dest), knownDirs);
+      await rename(stagedPath, dest);
+      await fsyncPath(path.dirname(dest));
+      return rel;
+    },
+    async moveTo(area, file, name) {
+      const dir = area === 'held' ? heldDir : quarantineDir;
+      const dest = path.join(dir, name);
+      await fsyncPath(file);
+      await rename(file, dest);
+      await fsyncPath(dir);
+      return dest;
+    },
+    sweepStaging() {
+      let n = 0;
+      for (const f of readdirSync(stagingDir)) {
+        rmSync(path.join(stagingDir, f), { force: true, recursive: true });
+        n++;
+      }
+      return n;
+    },
+    async remove(file) {
+      await rm(file, { force: true });
+    },
+  };
+}

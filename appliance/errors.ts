@@ -35,6 +35,7 @@ export const errorTable = {
   CODE_MISTYPED: { http: 400, dimse: 0xc000, expose: true, text: 'This upload code has a typing error. Check each character and try again.' },
   CODE_EXPIRED: { http: 410, dimse: 0xc000, expose: true, text: 'This upload code has expired. Ask the hospital for a new one.' },
   CODE_REVOKED: { http: 410, dimse: 0xc000, expose: true, text: 'This upload code has been withdrawn by the hospital.' },
+  SESSION_EXPIRED: { http: 401, dimse: 0xc000, expose: true, text: 'Your session has ended. Enter your upload code again.' },
   RATE_LIMITED: { http: 429, dimse: 0xa700, expose: true, text: 'Too many attempts. Wait a few minutes and try again.' },
   ALLOWANCE_EXCEEDED: { http: 413, dimse: 0xa700, expose: true, text: 'This upload is larger than the upload code allows.' },
   UNAVAILABLE: { http: 503, dimse: 0xa700, expose: true, text: 'The service is not available right now. Try again later.' },

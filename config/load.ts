@@ -120,7 +120,7 @@ export function validate(raw: unknown): Config {
   else c.keys(v.log, ['level'], 'log');
 
   const sections: [string, Record<string, (x: unknown, p: string) => void>][] = [
-    ['http', { host: (x, p) => c.host(x, p), port: (x, p) => c.port(x, p), publicUrl: (x, p) => c.str(x, p, { nonEmpty: true }), secureCookies: (x, p) => c.bool(x, p) }],
+    ['http', { host: (x, p) => c.host(x, p), port: (x, p) => c.port(x, p), publicUrl: (x, p) => c.str(x, p, { nonEmpty: true }), secureCookies: (x, p) => c.bool(x, p), trustProxy: (x, p) => c.bool(x, p) }],
     ['dicom', {
       host: (x, p) => c.host(x, p), port: (x, p) => c.port(x, p), aeTitle: (x, p) => c.ae(x, p),
       pacs: (x, p) => c.str(x, p, { nullable: true, nonEmpty: true }),
@@ -141,6 +141,12 @@ export function validate(raw: unknown): Config {
       maxBytesPerAssociation: (x, p) => c.int(x, p, 1024, 2 ** 46),
     }],
     ['session', { idleMinutes: (x, p) => c.int(x, p, 1, 24 * 60), absoluteHours: (x, p) => c.int(x, p, 1, 24 * 30) }],
+    ['portal', {
+      defaultLanguage: (x, p) => (x === 'en' || x === 'nl' ? undefined : c.fail(p, `must be "en" or "nl", got ${JSON.stringify(x)}`)),
+      codeAttemptsPerAddress: (x, p) => c.int(x, p, 1, 1_000_000), codeAttemptsGlobal: (x, p) => c.int(x, p, 1, 100_000_000),
+      codeAttemptWindowMinutes: (x, p) => c.int(x, p, 1, 24 * 60), zipMaxEntries: (x, p) => c.int(x, p, 1, 10_000_000),
+      zipMaxBytes: (x, p) => c.int(x, p, 1024, 2 ** 46), zipMaxRatio: (x, p) => c.int(x, p, 2, 100_000),
+    }],
   ];
   for (const [name, fields] of sections) {
     const s = v[name];

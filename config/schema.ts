@@ -38,7 +38,7 @@ export interface InstitutionConfig {
 export interface Config {
   dataDir: string;
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
-  http: { host: string; port: number; publicUrl: string; secureCookies: boolean };
+  http: { host: string; port: number; publicUrl: string; secureCookies: boolean; trustProxy: boolean };
   dicom: {
     host: string;
     port: number;
@@ -73,6 +73,15 @@ export interface Config {
     maxBytesPerAssociation: number;
   };
   session: { idleMinutes: number; absoluteHours: number };
+  portal: {
+    defaultLanguage: 'en' | 'nl';
+    codeAttemptsPerAddress: number;
+    codeAttemptsGlobal: number;
+    codeAttemptWindowMinutes: number;
+    zipMaxEntries: number;
+    zipMaxBytes: number;
+    zipMaxRatio: number;
+  };
 }
 
 /** One documented key. `path` is dotted; arrays of objects describe their items with `items`. */
@@ -87,7 +96,7 @@ const GiB = 1024 ** 3;
 export const defaults: Config = {
   dataDir: './data',
   log: { level: 'info' },
-  http: { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', secureCookies: false },
+  http: { host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', secureCookies: false, trustProxy: false },
   dicom: {
     host: '127.0.0.1',
     port: 11112,
@@ -134,6 +143,15 @@ export const defaults: Config = {
     maxBytesPerAssociation: 4 * GiB,
   },
   session: { idleMinutes: 30, absoluteHours: 12 },
+  portal: {
+    defaultLanguage: 'en',
+    codeAttemptsPerAddress: 10,
+    codeAttemptsGlobal: 1000,
+    codeAttemptWindowMinutes: 15,
+    zipMaxEntries: 20000,
+    zipMaxBytes: 4 * GiB,
+    zipMaxRatio: 200,
+  },
 };
 
 /** Documentation of every key, in the order the README lists them. */
@@ -144,6 +162,7 @@ export const keyDocs: KeyDoc[] = [
   { path: 'http.port', doc: 'TCP port of the web portal and console.', example: '443' },
   { path: 'http.publicUrl', doc: 'Address patients type to reach the portal; printed on upload-code handouts.', example: '"https://upload.hospital.example"' },
   { path: 'http.secureCookies', doc: 'Mark cookies Secure (set when a TLS reverse proxy fronts Uplink).', example: 'true' },
+  { path: 'http.trustProxy', doc: 'Take the client address from X-Forwarded-For (set only when a reverse proxy you control fronts Uplink); it is what wrong upload codes are rate-limited by.', example: 'true' },
   { path: 'dicom.host', doc: 'Address the DICOM node listens on (the listener is bound to it only).', example: '"10.1.2.3"' },
   { path: 'dicom.port', doc: 'TCP port of the DICOM node.', example: '104' },
   { path: 'dicom.aeTitle', doc: 'Our AE title; calls to any other called AE title are rejected. 1-16 characters, no backslash.', example: '"UPLINK"' },
@@ -192,4 +211,11 @@ export const keyDocs: KeyDoc[] = [
   { path: 'forward.maxBytesPerAssociation', doc: 'Most bytes sent over one association.', example: '2147483648' },
   { path: 'session.idleMinutes', doc: 'A console or portal session ends after this long without a request.', example: '15' },
   { path: 'session.absoluteHours', doc: 'A session ends this long after login, active or not.', example: '8' },
+  { path: 'portal.defaultLanguage', doc: 'Language of the portal when the browser asks for none we have ("en" or "nl"); the page has a switch.', example: '"nl"' },
+  { path: 'portal.codeAttemptsPerAddress', doc: 'Wrong upload codes one client address (an IPv6 /64) may enter per window; then it waits. Kept in memory: a restart resets the counts.', example: '5' },
+  { path: 'portal.codeAttemptsGlobal', doc: 'Wrong upload codes accepted from all addresses together per window; then every code entry waits. Kept in memory.', example: '500' },
+  { path: 'portal.codeAttemptWindowMinutes', doc: 'Length of the sliding window of the two limits above, in minutes.', example: '30' },
+  { path: 'portal.zipMaxEntries', doc: 'Most entries a ZIP file chosen in the portal may have; a larger ZIP is not opened (checked in the browser).', example: '50000' },
+  { path: 'portal.zipMaxBytes', doc: 'Most bytes all entries of one ZIP file may unpack to in the browser.', example: '8589934592' },
+  { path: 'portal.zipMaxRatio', doc: 'Highest unpacked-to-packed size ratio of a ZIP entry; above it the ZIP is treated as a "zip bomb" and not opened.', example: '100' },
 ];

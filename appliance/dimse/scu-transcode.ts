@@ -180,7 +180,11 @@ export async function transcodeFile(path: string, layout: Part10Layout, to: stri
     const nameMap: Record<string, unknown> = {};
     collectUnknownNames(raw, nameMap);
     const natural = DicomMetaDictionary.naturalizeDataset(raw);
+    const hadPlanar = 'PlanarConfiguration' in natural;
     const out = Transcoding.transcodeDataset(new Dataset(natural, src), to);
+    const el = out.getElements() as Record<string, unknown>;
+    // The codecs set Planar Configuration on every image; it may only be present with more than one sample.
+    if (!hadPlanar && Number(el.SamplesPerPixel) === 1) delete el.PlanarConfiguration;
     return out.getDenaturalizedDataset({ fragmentMultiframe: false }, nameMap);
   } catch (e) {
     if (e instanceof TranscodeError) throw e;

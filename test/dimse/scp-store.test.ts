@@ -1,0 +1,83 @@
+// C-STORE SCP against DCMTK: every real pydicom sample sent with dcmsend (each file in its own syntax) is kept
+// byte for byte as DCMTK's bit-preserving storescp (+B) keeps the same send; storescu works too; sending the
+// same instances again is acknowledged without storing them twice.
+import t from 'tap';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { startAppliance } from '../helpers/appliance.ts';
+import { datasetBytes, filesUnder, metaSopInstanceUid } from '../helpers/dicom-files.ts';
+import { freePort, waitForPort } from '../helpers/net.ts';
+import { copyWithNewUids, validSamples } from '../helpers/samples.ts';
+
+const run = promisify(execFile);
+const env = { ...process.env, TCP_NODELAY: '1' };
+
+function instanceCount(dataDir: string): number {
+  const db = new Database(path.join(dataDir, 'uplink.sqlite'), { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+t.test('dcmsend of every pydicom sample: Uplink keeps what storescp +B keeps, byte for byte', async (t) => {
+  const dir = t.testdir();
+  const files = copyWithNewUids(validSamples(), path.join(dir, 'in'));
+  const app = await startAppliance({ dir: path.join(dir, 'uplink'), nodes: [{ name: 'MOD', aeTitle: 'DCMSEND', allow: ['echo', 'store'] }] });
+  t.teardown(() => app.stop());
+
+  const scpPort = await freePort();
+  const scpDir = path.join(dir, 'storescp');
+  mkdirSync(scpDir);
+  const scp = spawn('storescp', ['+B', '+xa', '-od', scpDir, '-aet', 'UPLINK', String(scpPort)], { env, stdio: 'ignore' });
+  t.teardown(() => scp.kill());
+  await waitForPort(scpPort);
+
+  const send = (port: number, report: string) =>
+    run('dcmsend', ['-nh', '-aet', 'DCMSEND', '-aec', 'UPLINK', '--create-report-file', report, '127.0.0.1', String(port), ...files], { env }).catch((e) => e);
+  await send(scpPort, path.join(dir, 'storescp.report'));
+  await send(app.dicomPort, path.join(dir, 'uplink.report'));
+
+  const reference = readdirSync(scpDir).map((f) => path.join(scpDir, f));
+  t.ok(reference.length >= 50, `storescp kept ${reference.length} instances`);
+  const ours = new Map(filesUnder(path.join(app.dataDir, 'store')).map((f) => [path.basename(f, '.dcm'), f]));
+  let identical = 0;
+  for (const ref of reference) {
+    const uid = metaSopInstanceUid(ref);
+    const mine = ours.get(uid);
+    if (!mine) {
+      t.fail(`instance ${uid} (${path.basename(ref)}) kept by storescp is missing in Uplink`);
+      continue;
+    }
+    if (datasetBytes(mine).equals(datasetBytes(ref))) identical++;
+    else t.fail(`dataset of ${uid} differs from storescp +B`);
+  }
+  t.equal(identical, reference.length, 'every dataset storescp kept is byte-identical in Uplink');
+  t.equal(instanceCount(app.dataDir), ours.size, 'index and store hold the same number of instances');
+
+  // The same send again: acknowledged (dcmsend reports success), nothing stored twice.
+  const before = instanceCount(app.dataDir);
+  const again = await run('dcmsend', ['-nh', '-v', '-aet', 'DCMSEND', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...reference], { env }).catch((e) => e);
+  const out = `${again.stdout}${again.stderr}`;
+  t.match(out, /with status SUCCESS/i, 'duplicates are acknowledged with success');
+  t.notMatch(out, /status (FAILURE|REFUSED)/i, 'no duplicate was refused');
+  t.equal(instanceCount(app.dataDir), before, 'no instance stored twice');
+});
+
+t.test('storescu (uncompressed, implicit and explicit VR, big endian) stores into the index', async (t) => {
+  const dir = t.testdir();
+  const wanted = validSamples().filter((f) => /MR_small(_implicit|_bigendian|_expb)?\.dcm$|CT_small|rtplan\.dcm|test-SR|waveform_ecg/.test(f));
+  const files = copyWithNewUids(wanted, path.join(dir, 'in'));
+  const app = await startAppliance({ dir: path.join(dir, 'uplink'), nodes: [{ name: 'MOD', aeTitle: 'STORESCU', allow: ['store'] }] });
+  t.teardown(() => app.stop());
+  const r = await run('storescu', ['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...files], { env }).catch((e) => e);
+  t.notOk(r.code, `storescu succeeded: ${r.stderr ?? ''}`);
+  t.equal(instanceCount(app.dataDir), files.length, 'every instance indexed');
+  const logs = app.logLines().filter((l) => l.msg === 'instance stored');
+  t.equal(logs.length, files.length, 'one log line per stored instance');
+  t.notMatch(app.output(), /CompressedSamples|Lestrade|4MR1|1CT1/, 'no patient names or IDs in the log');
+});

@@ -160,11 +160,13 @@ export function validate(raw: unknown): Config {
 
   if (isObject(v.scan) && isObject(v.scan.clamd)) {
     const cl = v.scan.clamd;
-    c.keys(cl, ['host', 'port', 'manage', 'timeoutSeconds'], 'scan.clamd');
+    c.keys(cl, ['host', 'port', 'manage', 'timeoutSeconds', 'maxConcurrent', 'startTimeoutSeconds'], 'scan.clamd');
     c.host(cl.host, 'scan.clamd.host');
     c.port(cl.port, 'scan.clamd.port');
     c.bool(cl.manage, 'scan.clamd.manage');
     c.int(cl.timeoutSeconds, 'scan.clamd.timeoutSeconds', 1, 86400);
+    c.int(cl.maxConcurrent, 'scan.clamd.maxConcurrent', 1, 64);
+    c.int(cl.startTimeoutSeconds, 'scan.clamd.startTimeoutSeconds', 1, 3600);
     if (cl.manage && typeof cl.host === 'string' && !['127.0.0.1', '::1', 'localhost'].includes(cl.host))
       c.fail('scan.clamd.host', 'a managed clamd (scan.clamd.manage) listens on loopback only: use 127.0.0.1');
   } else c.fail('scan.clamd', 'must be an object');

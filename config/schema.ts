@@ -55,7 +55,7 @@ export interface Config {
   anonymise: { issuer: string };
   policies: Record<string, PolicyConfig>;
   scan: {
-    clamd: { host: string; port: number; manage: boolean; timeoutSeconds: number };
+    clamd: { host: string; port: number; manage: boolean; timeoutSeconds: number; maxConcurrent: number; startTimeoutSeconds: number };
     databaseDir: string | null;
   };
   upload: {
@@ -116,7 +116,7 @@ export const defaults: Config = {
     upload: { anonymise: true, label: 'Uploaded', workflowStatus: 'Finalized', scan: true, forwardTo: [] },
   },
   scan: {
-    clamd: { host: '127.0.0.1', port: 3310, manage: true, timeoutSeconds: 300 },
+    clamd: { host: '127.0.0.1', port: 3310, manage: true, timeoutSeconds: 300, maxConcurrent: 4, startTimeoutSeconds: 180 },
     databaseDir: null,
   },
   upload: {
@@ -192,6 +192,8 @@ export const keyDocs: KeyDoc[] = [
   { path: 'scan.clamd.port', doc: 'TCP port of clamd.', example: '3310' },
   { path: 'scan.clamd.manage', doc: 'Start and stop our own clamd (config written under dataDir/clamd) instead of using a running one.', example: 'false' },
   { path: 'scan.clamd.timeoutSeconds', doc: 'Deadline for scanning one file; a scan that takes longer holds the file (fail closed).', example: '600' },
+  { path: 'scan.clamd.maxConcurrent', doc: 'Files scanned at the same time (one clamd connection each); more wait their turn, and their deadline starts when their scan does. The managed clamd runs with at least this many threads plus two.', example: '8' },
+  { path: 'scan.clamd.startTimeoutSeconds', doc: 'How long the managed clamd may take to load its signatures and answer PING at start (freshclam\'s full set takes tens of seconds and about 1.5 GB of memory).', example: '300' },
   { path: 'scan.databaseDir', doc: 'Signature database folder for the managed clamd. null: freshclam\'s /var/lib/clamav if it has signatures, else a generated test-only set (EICAR), reported loudly.', example: '"/var/lib/clamav"' },
   { path: 'upload.maxFileBytes', doc: 'Largest single file accepted from the portal.', example: '4294967296' },
   { path: 'upload.defaultAllowanceBytes', doc: 'Size allowance of a new upload code when none is given.', example: '20000000000' },

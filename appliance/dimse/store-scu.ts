@@ -22,6 +22,7 @@
  * identifiers (find-scu.ts).
  */
 import type { Logger } from '../log.ts';
+import { readHeader } from '../dicom/header.ts';
 import { DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.ts';
 import { ScuAssociation, ScuError, type NegotiatedContext, type ScuNode, type ScuTimeouts, type DataBlock } from './scu-association.ts';
 import { cStoreRQ, CommandField, readResponse } from './scu-command.ts';
@@ -226,9 +227,13 @@ export async function sendInstances(node: ScuNode, files: StoreFile[], opts: Sto
     }
     try {
       const layout = await readPart10Layout(f.path);
-      if (layout.metaSopInstanceUID && layout.metaSopInstanceUID !== f.sopInstanceUID) {
-        fail(i, 'failed', `the file holds SOP instance ${layout.metaSopInstanceUID}, not ${f.sopInstanceUID}`);
-        continue;
+      if (layout.metaSopInstanceUID !== f.sopInstanceUID) {
+        // The meta group may disagree with the data set in odd files; what the peer stores is the data set's.
+        const h = await readHeader(f.path);
+        if (h.sopInstanceUID !== f.sopInstanceUID) {
+          fail(i, 'failed', `the file holds SOP instance ${h.sopInstanceUID || '(none)'}, not ${f.sopInstanceUID}`);
+          continue;
+        }
       }
       if (f.transferSyntaxUID && f.transferSyntaxUID !== layout.transferSyntaxUID)
         log?.warn({ sopInstanceUID: f.sopInstanceUID, given: f.transferSyntaxUID, file: layout.transferSyntaxUID }, 'stored transfer syntax differs from the index; using the file\'s');

@@ -115,6 +115,9 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
         associationTimeout: cfg.associationTimeoutSeconds * 1000,
         pduTimeout: cfg.idleTimeoutSeconds * 1000,
       });
+      // dcmjs-dimse defaults this to {} and then copies its whole dictionary name map for every dataset it
+      // encodes (~10 ms per C-FIND response); without a map it uses the dictionary directly.
+      (this as any).datasetNameMap = undefined;
       this.ip = normaliseIp(sock.remoteAddress);
       this.on('networkError', (err: Error) => {
         log.warn({ assoc: this.id, ip: this.ip, ae: this.callingAe, reason: err.message }, 'association network error; closing');
@@ -260,11 +263,13 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
     }
 
     /**
-     * C-FIND. dcmjs-dimse's callback may be called only once (its event emitter completes the request on it), so
-     * pending responses are sent as they are produced with sendResponse, in batches that yield to the event
-     * loop (a C-CANCEL can arrive in between), and the final status goes through the callback.
+     * C-FIND. dcmjs-dimse processes no further PDU of the association until the callback is called (its event
+     * emitter waits for it), and the callback may be called once. So we call it at once with no response,
+     * which frees the association to receive a C-CANCEL, and send every response ourselves with sendResponse,
+     * yielding to the event loop between batches so a cancel is seen.
      */
     override cFindRequest(request: any, callback: (r: any[]) => void): void {
+      callback([]);
       const model = request.getAffectedSopClassUid() as string;
       const final = (status: number, comment?: string) => {
         const r = responses.CFindResponse.fromRequest(request);
@@ -282,7 +287,7 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
           return final(err.code === 'BAD_REQUEST' ? 0xa900 : err.kind.dimse, publicMessage(err));
         })
         .then((r) => {
-          if (!this.sock.destroyed) callback([r]);
+          if (!this.sock.destroyed) this.sendResponse(request, r);
         })
         .catch((e) => log.error({ assoc: this.id, err: e }, 'C-FIND response could not be sent'));
       this.work.add(job);
@@ -314,7 +319,7 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
         for (const [k, v] of Object.entries(row)) elements[k] = numericFindKeys.has(k) ? Number(v) : v;
         r.setDataset(new Dataset(elements, ts));
         this.sendResponse(request, r);
-        if (++sent % 50 === 0) await new Promise((res) => setImmediate(res));
+        if (++sent % 20 === 0) await new Promise((res) => setImmediate(res));
       }
       const wasCancelled = this.cancelled.delete(messageId);
       log.info({ assoc: this.id, ae: this.callingAe, level, keys: Object.keys(query).length, matches: sent, truncated, cancelled: wasCancelled, ms: Date.now() - started }, 'C-FIND');

@@ -33,7 +33,8 @@ async function findscu(port: number, model: '-P' | '-S', keys: string[], extra: 
   const rows: Row[] = [];
   for (const block of out.split(/Find Response: \d+ \(Pending\)/).slice(1)) {
     const row: Row = {};
-    for (const m of block.matchAll(/\(([0-9a-f]{4},[0-9a-f]{4})\) \w\w (?:\[([^\]]*)\]|\(no value available\))/gi)) row[`(${m[1].toUpperCase()})`] = (m[2] ?? '').replace(/[\0 ]+$/, ''); // network values keep their padding in findscu's dump
+    // Values print as [text], =UIDName (well-known UIDs) or "(no value available)".
+    for (const m of block.matchAll(/\(([0-9a-f]{4},[0-9a-f]{4})\) \w\w (?:\[([^\]]*)\]|=(\w+)|\(no value available\))/gi)) row[`(${m[1].toUpperCase()})`] = (m[2] ?? m[3] ?? '').replace(/[\0 ]+$/, ''); // network values keep their padding in findscu's dump
     rows.push(row);
   }
   return { rows, out, code };
@@ -109,7 +110,7 @@ t.test('C-FIND', async (t) => {
     t.same(mods.rows.map((x) => x['(0020,000E)']).sort(), [seriesUid['rtplan.dcm'], seriesUid['waveform_ecg.dcm']].sort(), 'multi-value match on Modality');
     const i = await findscu(p, '-P', ['QueryRetrieveLevel=IMAGE', `SeriesInstanceUID=${seriesUid['SC_rgb_rle.dcm']}`, 'SOPInstanceUID', 'SOPClassUID']);
     t.same(i.rows.map((x) => x['(0008,0018)']), [sopUid['SC_rgb_rle.dcm']]);
-    t.equal(i.rows[0]['(0008,0016)'], '1.2.840.10008.5.1.4.1.1.7');
+    t.equal(i.rows[0]['(0008,0016)'], 'SecondaryCaptureImageStorage', 'SOP Class UID 1.2.840.10008.5.1.4.1.1.7');
   });
 
   await t.test('a level the information model does not have is refused', async (t) => {
@@ -125,7 +126,7 @@ t.test('C-FIND', async (t) => {
     t.equal(all.rows.length, 121, 'all 121 instances of the series');
     const cancelled = await findscu(p, '-S', ['QueryRetrieveLevel=IMAGE', `SeriesInstanceUID=${seriesUid['CT_small.dcm']}`, 'SOPInstanceUID'], ['--cancel', '1']);
     t.ok(cancelled.rows.length < 121, `C-CANCEL stopped the responses (${cancelled.rows.length} of 121)`);
-    t.match(cancelled.out, /Received Final Find Response \(Cancel\)/, 'the final status says cancelled');
+    t.match(cancelled.out, /Received Final Find Response \(Cancel/, 'the final status says cancelled');
   });
 });
 

@@ -5,7 +5,9 @@
 import type { Config } from '../config/schema.ts';
 import { createAuditLog, type AuditLog } from './audit/audit-log.ts';
 import { createDicomServer, type DicomServer } from './dimse/scp.ts';
+import { createAnonymiseStore, type AnonymiseStore } from './intake/anonymise-store.ts';
 import { createIngest, type Ingest, type Transformer } from './intake/ingest.ts';
+import { createTransformer } from './intake/transform.ts';
 import { child, type Logger } from './log.ts';
 import type { Scanner } from './scan/scanner.ts';
 import { checkStore, markCleanShutdown, type ConsistencyReport } from './store/consistency.ts';
@@ -27,6 +29,8 @@ export interface Appliance {
   readonly store: FileStore;
   readonly index: StudyIndex;
   readonly audit: AuditLog;
+  /** Pseudonyms, original identifiers (admin only: readOriginalIdentifiers audits every read) and upload information. */
+  readonly anonymise: AnonymiseStore;
   readonly ingest: Ingest;
   readonly dicom: DicomServer;
   /** Start the DICOM listener (after the start-up checks). */
@@ -37,6 +41,7 @@ export interface Appliance {
 
 export interface ApplianceOptions {
   scanner?: Scanner;
+  /** Default: the policy transformer (intake/transform.ts): anonymise, label, sanitise preambles. */
   transformer?: Transformer;
   hooks?: CommitHook[];
 }
@@ -47,6 +52,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
   const store = createFileStore(config.dataDir);
   const index = createStudyIndex(db);
   const audit = createAuditLog(db);
+  const anonymise = createAnonymiseStore(db, audit);
+  const transformer = opts.transformer ?? createTransformer({ config, log: child(root, 'intake'), store, audit, anon: anonymise });
   const ingest = createIngest({
     config,
     log: child(root, 'intake'),
@@ -55,7 +62,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     index,
     audit,
     scanner: opts.scanner,
-    transformer: opts.transformer,
+    transformer,
     hooks: opts.hooks,
   });
   const dicom = createDicomServer({ config, log: child(root, 'dicom'), db, store, ingest });
@@ -68,6 +75,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     store,
     index,
     audit,
+    anonymise,
     ingest,
     dicom,
     async start() {

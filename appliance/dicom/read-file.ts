@@ -1,10 +1,11 @@
 /**
  * Drivers for the byte-level parser: a file (read through a small window, skipped values are seeked over,
  * so memory stays bounded whatever the file size) and an in-memory buffer. Deflated datasets are inflated
- * with a hard output cap.
+ * with a hard output cap: a file's as a stream while it is read (bounded memory), a buffer's at once.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { inflateRawSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { createInflateRaw, inflateRawSync, type Inflate } from 'node:zlib';
 import { AppError } from '../errors.ts';
 import { parseDataset, parsePart10, defaultLimits, type Limits, type Request, type Visitor, type WalkEnd } from './parser.ts';
 
@@ -17,6 +18,8 @@ export interface Source {
   peek(n: number): Promise<Buffer> | Buffer;
   /** Replace the rest of the source by its raw-inflated content. */
   inflate(): Promise<void> | void;
+  /** Release what the source holds (streams); called once the walk is over. */
+  close?(): void;
 }
 
 export async function drive<T>(gen: Generator<Request, T, any>, src: Source): Promise<T> {
@@ -77,16 +80,149 @@ export class BufferSource implements Source {
 
 const WINDOW = 64 * 1024;
 
+/** The bytes of a file from `start` to its end, in chunks, by positional reads (the handle stays the caller's). */
+export async function* readChunks(fh: FileHandle, start: number, chunkSize = WINDOW): AsyncGenerator<Buffer> {
+  let pos = start;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(chunkSize);
+    const { bytesRead } = await fh.read(buf, 0, chunkSize, pos);
+    if (bytesRead === 0) return;
+    pos += bytesRead;
+    yield bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * The raw-deflated rest of a file, inflated as the parser reads it (never held whole): a zlib inflate stream
+ * over a read stream, consumed chunk by chunk, with a hard cap on the inflated size.
+ */
+export class InflatingSource implements Source {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private head = 0; // offset into chunks[0]
+  private total = 0;
+  private ended = false;
+  private readonly iter: AsyncIterator<Buffer>;
+  private readonly inflater: Inflate;
+  private readonly input: Readable;
+  constructor(
+    fh: FileHandle,
+    start: number,
+    private readonly cap = MAX_INFLATED_BYTES,
+  ) {
+    // Positional reads on the caller's handle (a FileHandle read stream would take the handle over).
+    this.input = Readable.from(readChunks(fh, start));
+    this.inflater = createInflateRaw();
+    this.input.on('error', (e) => this.inflater.destroy(e));
+    this.input.pipe(this.inflater);
+    this.iter = this.inflater[Symbol.asyncIterator]();
+  }
+
+  /** Inflated bytes handed out or buffered so far. */
+  get inflatedBytes(): number {
+    return this.total;
+  }
+
+  private async want(n: number): Promise<void> {
+    while (this.buffered < n && !this.ended) {
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await this.iter.next();
+      } catch (e) {
+        throw new AppError('MALFORMED', `The deflated dataset cannot be inflated: ${(e as Error).message}`);
+      }
+      if (r.done) {
+        this.ended = true;
+        break;
+      }
+      this.total += r.value.length;
+      if (this.total > this.cap) {
+        this.close();
+        throw new AppError('TOO_LARGE', `The deflated dataset inflates to more than ${this.cap} bytes.`);
+      }
+      this.chunks.push(r.value);
+      this.buffered += r.value.length;
+    }
+  }
+
+  private take(n: number, keep: boolean): Buffer {
+    n = Math.min(n, this.buffered);
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length - this.head >= n) out = first.subarray(this.head, this.head + n);
+    else {
+      out = Buffer.allocUnsafe(n);
+      let got = 0;
+      for (let i = 0, off = this.head; got < n; i++, off = 0) {
+        const c = this.chunks[i];
+        const k = Math.min(n - got, c.length - off);
+        c.copy(out, got, off, off + k);
+        got += k;
+      }
+    }
+    if (!keep) this.drop(n);
+    return out;
+  }
+
+  private drop(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const c = this.chunks[0];
+      const k = Math.min(n, c.length - this.head);
+      n -= k;
+      this.head += k;
+      if (this.head === c.length) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+    }
+  }
+
+  async read(n: number): Promise<Buffer> {
+    await this.want(n);
+    return this.take(n, false);
+  }
+  async peek(n: number): Promise<Buffer> {
+    await this.want(n);
+    return this.take(n, true);
+  }
+  async skip(n: number): Promise<number> {
+    let skipped = 0;
+    while (skipped < n) {
+      await this.want(Math.min(n - skipped, WINDOW));
+      const k = Math.min(n - skipped, this.buffered);
+      if (k === 0) break;
+      this.drop(k);
+      skipped += k;
+    }
+    return skipped;
+  }
+  inflate(): void {
+    throw new AppError('MALFORMED', 'The dataset is deflated twice.');
+  }
+  close(): void {
+    this.input.unpipe(this.inflater);
+    this.input.destroy();
+    this.inflater.destroy();
+  }
+}
+
 /** Reads a file through a window; `skip` past the window only moves the position. */
 export class FileSource implements Source {
   private win = Buffer.alloc(0);
   private winStart = 0;
   private pos = 0;
-  private inflated: BufferSource | null = null;
+  private inflated: InflatingSource | null = null;
   constructor(
     private fh: FileHandle,
     readonly size: number,
   ) {}
+
+  /** Position in the file (before inflation) or in the inflated data (after). */
+  get position(): number {
+    return this.inflated ? this.inflated.inflatedBytes : this.pos;
+  }
 
   private async fill(n: number): Promise<void> {
     const have = this.winStart + this.win.length - this.pos;
@@ -123,17 +259,13 @@ export class FileSource implements Source {
     const o = this.pos - this.winStart;
     return this.win.subarray(o, o + n);
   }
+  /** The rest of the file is raw-deflated: inflate it as it is read (bounded memory, capped output). */
   async inflate(): Promise<void> {
-    const rest = this.size - this.pos;
-    if (rest > MAX_INFLATED_BYTES) throw new AppError('TOO_LARGE', `The deflated dataset is larger than ${MAX_INFLATED_BYTES} bytes.`);
-    const buf = Buffer.allocUnsafe(rest);
-    let got = 0;
-    while (got < rest) {
-      const { bytesRead } = await this.fh.read(buf, got, rest - got, this.pos + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    this.inflated = new BufferSource(inflateCapped(buf.subarray(0, got)));
+    this.inflated = new InflatingSource(this.fh, this.pos);
+    this.win = Buffer.alloc(0);
+  }
+  close(): void {
+    this.inflated?.close();
   }
 }
 
@@ -151,8 +283,12 @@ export async function walkFile(file: string, visitor: Visitor, opts: WalkOptions
     const src = new FileSource(fh, size);
     const limits = opts.limits ?? defaultLimits;
     const gen = opts.transferSyntaxUID ? parseDataset(visitor, opts.transferSyntaxUID, limits) : parsePart10(visitor, limits);
-    const end = await drive(gen, src);
-    return { end, size };
+    try {
+      const end = await drive(gen, src);
+      return { end, size };
+    } finally {
+      src.close();
+    }
   } finally {
     await fh.close();
   }

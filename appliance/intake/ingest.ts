@@ -18,6 +18,34 @@ import type { Db } from '../store/db.ts';
 import type { FileStore } from '../store/file-store.ts';
 import type { CommitHook, OriginKind, StudyIndex } from '../store/study-index.ts';
 
+/**
+ * Upload information (Origin.info.upload), filled by whoever hands files to ingest for an upload (the browser
+ * upload; the C-STORE SCP leaves it out and the transform step derives it from the node). The transform step
+ * stamps it in the UPLINK private block of each file (text in the file's own character set) and keeps the full
+ * text in the index (study_uploads), for policies that anonymise or label.
+ */
+export interface UploadInfo {
+  /** The upload's id / reference number shown to the uploader. */
+  id: string;
+  /** How it came: 'code' (patient or physician with an upload code), 'user' (logged-in user), 'node' (DICOM node). */
+  by: 'code' | 'user' | 'node';
+  /** Who: the user's or node's name; for a code, its holder's name or label if any, never the code itself. */
+  name?: string;
+  /** Institution id (config institutions[].id) of the code or user. */
+  institution?: string;
+  /** The uploader's comment per study, keyed by Study Instance UID (the files' own; anonymisation keeps UIDs). */
+  comment?: Record<string, string>;
+  /** E-mail address or mobile number the uploader gave. */
+  contact?: string;
+  /** ISO 8601 time the upload was started (default: when the instance is ingested). */
+  at?: string;
+}
+
+export interface OriginInfo {
+  upload?: UploadInfo;
+  [key: string]: unknown;
+}
+
 export interface Origin {
   kind: OriginKind;
   /** Name of the intake policy (a key of config.policies). */
@@ -31,8 +59,8 @@ export interface Origin {
   uploadRef?: number;
   /** C-STORE: the UIDs the command announced; the dataset must carry the same. */
   expected?: { sopInstanceUID: string; sopClassUID: string };
-  /** Free-form facts for the transform step (upload information: comment per study, contact, ...). */
-  info?: Record<string, unknown>;
+  /** Facts for the transform step: `upload` (see UploadInfo); other keys are ignored by it. */
+  info?: OriginInfo;
 }
 
 export interface StagedFile {

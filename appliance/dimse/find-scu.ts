@@ -113,7 +113,12 @@ function text(v: unknown): string {
   if (Array.isArray(v)) return v.map(text).join('\\');
   if (typeof v === 'object') {
     const pn = v as { Alphabetic?: string; Ideographic?: string; Phonetic?: string };
-    if ('Alphabetic' in pn || 'Ideographic' in pn || 'Phonetic' in pn) return [pn.Alphabetic ?? '', pn.Ideographic ?? '', pn.Phonetic ?? ''].join('=').replace(/=+$/, '');
+    if ('Alphabetic' in pn || 'Ideographic' in pn || 'Phonetic' in pn) {
+      // The groups as they came: "Alphabetic=Ideographic=Phonetic", absent trailing groups left out.
+      const groups = [pn.Alphabetic, pn.Ideographic, pn.Phonetic];
+      while (groups.length && groups[groups.length - 1] === undefined) groups.pop();
+      return groups.map((g) => g ?? '').join('=');
+    }
     return '';
   }
   return String(v).trim();
@@ -150,8 +155,9 @@ export async function find(node: ScuNode, query: Record<string, string>, level: 
     if (!DicomMetaDictionary.nameMap[k]) return { ok: false, matches: [], truncated: false, ms: 0, detail: `unknown attribute keyword "${k}" in the query` };
     elements[k] = v;
   }
-  // dcmjs writes text as UTF-8: say so when the query is not plain ASCII.
-  if (Object.values(query).some((v) => /[^\x00-\x7f]/.test(v))) elements.SpecificCharacterSet = 'ISO_IR 192';
+  // dcmjs writes text as UTF-8, so say so; it also asks the peer to answer in UTF-8 (Orthanc otherwise
+  // answers in its default encoding, Latin-1, and loses what that cannot hold).
+  elements.SpecificCharacterSet = 'ISO_IR 192';
 
   const matches: FindMatch[] = [];
   let truncated = false;

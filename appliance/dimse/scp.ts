@@ -172,7 +172,12 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
       this.counted = true;
       const n = decision.contexts.filter((c) => c.accept).length;
       log.info({ assoc: this.id, ae: this.callingAe, ip: this.ip, node: this.node.name, contexts: n, rejected: contexts.length - n }, 'association accepted');
+      // dcmjs-dimse announces min(peer's maximum, ours) as our receive limit; announce ours, then keep the
+      // peer's maximum for what we send.
+      const theirs = association.getMaxPduLength();
+      association.setMaxPduLength(cfg.maxPduBytes);
       this.sendAssociationAccept();
+      association.setMaxPduLength(theirs);
     }
 
     override associationReleaseRequested(): void {

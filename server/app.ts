@@ -1,13 +1,31 @@
 /**
  * The web front end: a Koa app. Routes are thin: validate input, call the appliance, render a page or (for
  * htmx requests) a fragment. Errors are translated here, at the edge, from the one error table.
+ *
+ * Middleware, outermost first: security headers (every response) -> errors + request log -> static files
+ * (/static/) -> language + session (web.middleware) -> CSRF (every state-changing request) -> routes.
  */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Appliance } from '../appliance/appliance.ts';
-import { AppError, publicMessage, toAppError } from '../appliance/errors.ts';
+import { createPortalSubmissions, type PortalSubmissions } from '../appliance/codes/portal-submissions.ts';
+import { createUploadCodes, type UploadCodes } from '../appliance/codes/upload-codes.ts';
 import type { Logger } from '../appliance/log.ts';
 import type { Config } from '../config/schema.ts';
+import { registerPortalRoutes } from './portal/portal-routes.ts';
+import { createSessionStore, type SessionStore } from './session/session-store.ts';
+import { registerCommonRoutes } from './web/common-routes.ts';
+import { createCsrfMiddleware } from './web/csrf.ts';
+import { createErrorMiddleware } from './web/errors.ts';
+import { createI18n } from './web/i18n.ts';
+import { createRenderer } from './web/render.ts';
+import { createSecurityHeaders } from './web/security-headers.ts';
+import { createStatic } from './web/static.ts';
+import { createWeb, type Web } from './web/web.ts';
+
+export const staticDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../views/static');
 
 export interface AppDeps {
   config: Config;
@@ -17,33 +35,37 @@ export interface AppDeps {
   healthExtras?: () => Record<string, unknown>;
   /** Whether the HTTP listener is up (set by the composition root). */
   httpListening: () => boolean;
+  /** Built from the appliance's database when not given. */
+  codes?: UploadCodes;
+  submissions?: PortalSubmissions;
+  sessions?: SessionStore;
+  /** Route modules of other parts (upload, console): called with the router and the web toolkit. */
+  routes?: ((router: Router, web: Web) => void)[];
+  /** Paths whose state-changing requests authenticate otherwise (e.g. tus with its own token check). */
+  csrfSkip?: (ctx: Koa.Context) => boolean;
 }
 
-export function createApp(deps: AppDeps): Koa {
-  const { appliance, log } = deps;
-  const app = new Koa({ proxy: false });
+export interface UplinkApp extends Koa {
+  /** The toolkit the routes use (sessions, rendering, i18n), for tests and other route modules. */
+  web: Web;
+  codes: UploadCodes;
+}
+
+export function createApp(deps: AppDeps): UplinkApp {
+  const { appliance, log, config } = deps;
+  const app = new Koa({ proxy: config.http.trustProxy }) as UplinkApp;
   app.silent = true;
 
-  app.use(async (ctx, next) => {
-    const started = Date.now();
-    try {
-      await next();
-      if (ctx.status === 404 && ctx.body === undefined) throw new AppError('NOT_FOUND');
-    } catch (e) {
-      const err = toAppError(e);
-      ctx.status = err.kind.http;
-      const message = publicMessage(err);
-      if (err.code === 'INTERNAL') log.error({ err: e, method: ctx.method, path: ctx.path }, 'request failed');
-      if (ctx.accepts(['json', 'html']) === 'json' || ctx.path.startsWith('/api/') || ctx.path === '/healthz') ctx.body = { error: err.code, message };
-      else {
-        ctx.type = 'text/plain; charset=utf-8';
-        ctx.body = message;
-      }
-    } finally {
-      // The path only: query strings may carry search terms (patient data); never log them.
-      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Date.now() - started }, 'http');
-    }
-  });
+  const i18n = createI18n({ defaultLang: config.portal.defaultLanguage, onMissing: (lang, key) => log.warn({ lang, key }, 'message missing from the catalogue') });
+  const sessions = deps.sessions ?? createSessionStore(appliance.db, config);
+  const codes = deps.codes ?? createUploadCodes({ db: appliance.db, audit: appliance.audit, config });
+  const submissions = deps.submissions ?? createPortalSubmissions(appliance.db, appliance.audit);
+  const web = createWeb({ config, log, i18n, renderer: createRenderer(), sessions });
+  app.web = web;
+  app.codes = codes;
+
+  app.use(createSecurityHeaders());
+  app.use(createErrorMiddleware({ log, web }));
 
   const router = new Router();
   router.get('/healthz', (ctx) => {
@@ -61,6 +83,25 @@ export function createApp(deps: AppDeps): Koa {
       ...(deps.healthExtras?.() ?? {}),
     };
   });
+  registerCommonRoutes(router, web);
+  registerPortalRoutes(router, web, { codes, submissions });
+  for (const r of deps.routes ?? []) r(router, web);
+
+  app.use(createStatic({ root: staticDir, prefix: '/static/' }));
+  app.use(web.middleware());
+  app.use(createCsrfMiddleware({ skip: deps.csrfSkip }));
   app.use(router.routes()).use(router.allowedMethods());
+
+  // Expired sessions are removed now and then (they are refused on use anyway).
+  const purge = () => {
+    try {
+      const n = sessions.purgeExpired();
+      if (n) log.debug({ sessions: n }, 'expired sessions removed');
+    } catch (e) {
+      log.warn({ err: e }, 'session purge failed');
+    }
+  };
+  purge();
+  setInterval(purge, 10 * 60_000).unref();
   return app;
 }

@@ -80,7 +80,7 @@ export interface StoreOptions {
   readBlockBytes?: number;
 }
 
-interface Prepared {
+export interface Prepared {
   index: number;
   file: StoreFile;
   layout: Part10Layout;

@@ -120,7 +120,7 @@ export async function instream(addr: ClamdAddress, source: Buffer | Readable, ti
     stopped = true;
     if (!Buffer.isBuffer(source)) source.destroy();
   };
-  const reply = await exchange(
+  const exchanged = exchange(
     addr,
     timeoutMs,
     (socket, fail) => {
@@ -163,7 +163,19 @@ export async function instream(addr: ClamdAddress, source: Buffer | Readable, ti
     },
     destroySource,
   );
-  return { reply, complete, bytes };
+  try {
+    return { reply: await exchanged, complete, bytes };
+  } catch (e) {
+    // clamd refuses an over-long stream by replying "INSTREAM size limit exceeded. ERROR" and closing; our
+    // next write then often fails (EPIPE/ECONNRESET) before the reply is read, and Node discards it.
+    const code = ((e as AppError).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (!complete && (code === 'EPIPE' || code === 'ECONNRESET'))
+      throw unavailable(
+        `clamd at ${addr.host}:${addr.port} closed the connection while the file was being sent (after ${bytes} bytes; clamd does this to a stream longer than its StreamMaxLength)`,
+        e,
+      );
+    throw e;
+  }
 }
 
 /**

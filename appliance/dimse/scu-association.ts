@@ -177,6 +177,13 @@ export class ScuAssociation {
   /** Connect and negotiate. Resolves once A-ASSOCIATE-AC arrived; throws ScuError otherwise. */
   static async open(node: ScuNode, opts: OpenOptions): Promise<ScuAssociation> {
     if (opts.contexts.length === 0 || opts.contexts.length > 128) throw new RangeError(`an association proposes 1..128 presentation contexts, not ${opts.contexts.length}`);
+    for (const [role, ae] of [
+      ['called', node.aeTitle],
+      ['calling', opts.callingAeTitle],
+    ] as const) {
+      // PS3.5 6.2 (AE): 1..16 characters, no backslash or control characters, not only spaces.
+      if (!ae.trim() || ae.length > 16 || /[\\\x00-\x1f\x7f]/.test(ae)) throw new ScuError('failed', `the ${role} AE title "${ae}" is not valid (1 to 16 characters, no backslash)`);
+    }
     const a = new ScuAssociation(node, opts);
     await a.connect();
     return a;

@@ -458,3 +458,12 @@ t.test('cancelling aborts the association; what is not done is retried', async (
   );
   t.match(outcomes[0].meaning, /cancelled/);
 });
+
+t.test('an invalid AE title is refused before connecting: failed', async (t) => {
+  const fake = await startFake();
+  t.teardown(() => fake.close());
+  const [o] = await sendInstances({ ...fake.node, aeTitle: 'A_TITLE_LONGER_THAN_16' }, [await sample('CT_small.dcm')], { callingAeTitle: 'UPLINK' });
+  t.equal(o.outcome, 'failed');
+  t.match(o.meaning, /called AE title "A_TITLE_LONGER_THAN_16" is not valid/);
+  t.equal(fake.associations.length, 0, 'nothing was sent');
+});

@@ -253,7 +253,7 @@ export function createDicomServer(deps: DicomServerDeps): DicomServer {
       }
       const node = this.node!;
       const outcome = await ingest.ingest(
-        { path: staged.path, sha256: staged.sha256 },
+        { path: staged.path, sha256: staged.sha256, content: staged.content, synced: true },
         {
           kind: 'dicom',
           policy: node.policy,

@@ -20,7 +20,11 @@ export interface StagedDataset {
   sha256: string;
   /** Dataset bytes received (without the Part 10 header). */
   bytes: number;
+  /** The whole file (header and dataset) when it is small (KEEP_MAX), so it need not be read back. */
+  content?: Buffer;
 }
+
+const KEEP_MAX = 1024 * 1024;
 
 /** Enough of a Writable for dcmjs-dimse: write() always returns true (backpressure is applied to the socket). */
 export class StagingWriter extends EventEmitter {
@@ -35,6 +39,8 @@ export class StagingWriter extends EventEmitter {
   private error: AppError | undefined;
   private ended = false;
   private paused = false;
+  private kept: Buffer[] | undefined = [];
+  private keptBytes = 0;
 
   constructor(
     readonly path: string,
@@ -47,17 +53,28 @@ export class StagingWriter extends EventEmitter {
     this.chain = this.fh.then((fh) => fh.write(header));
     this.chain.catch((e) => this.fail(e));
     this.hash.update(header);
+    this.keep(header);
     let resolve!: (v: StagedDataset) => void;
     let reject!: (e: unknown) => void;
     this.done = new Promise((res, rej) => ((resolve = res), (reject = rej)));
     this.done.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
-    this.once('finished', (err?: AppError) => (err ? reject(err) : resolve({ path, sha256: this.hash.digest('hex'), bytes: this.bytes })));
+    this.once('finished', (err?: AppError) =>
+      err ? reject(err) : resolve({ path, sha256: this.hash.digest('hex'), bytes: this.bytes, content: this.kept && Buffer.concat(this.kept, this.keptBytes) }),
+    );
+  }
+
+  private keep(chunk: Buffer): void {
+    if (!this.kept) return;
+    this.keptBytes += chunk.length;
+    if (this.keptBytes > KEEP_MAX) this.kept = undefined;
+    else this.kept.push(chunk);
   }
 
   private fail(e: unknown): void {
     if (!this.error) this.error = e instanceof AppError ? e : toAppError(e);
     this.pending = [];
     this.pendingBytes = 0;
+    this.kept = undefined;
   }
 
   write(chunk: Buffer): boolean {
@@ -69,6 +86,7 @@ export class StagingWriter extends EventEmitter {
       return true;
     }
     this.hash.update(chunk);
+    this.keep(chunk);
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.pendingBytes >= COALESCE) this.flush();

@@ -10,7 +10,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config, PolicyConfig } from '../../config/schema.ts';
 import type { AuditLog, ActorKind } from '../audit/audit-log.ts';
-import { checkIdentity, readHeader, type DicomHeader } from '../dicom/header.ts';
+import { checkIdentity, readHeader, readHeaderFromBuffer, type DicomHeader } from '../dicom/header.ts';
 import { AppError, toAppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Scanner } from '../scan/scanner.ts';
@@ -68,6 +68,10 @@ export interface StagedFile {
   path: string;
   /** SHA-256 of the whole file, if the caller computed it while writing. */
   sha256?: string;
+  /** The whole file, if the caller still has it in memory (small files): it is parsed from here. */
+  content?: Buffer;
+  /** The caller fsynced the file already. */
+  synced?: boolean;
 }
 
 export type Outcome =
@@ -141,7 +145,7 @@ export function createIngest(deps: IngestDeps): Ingest {
   }
 
   async function validate(file: StagedFile, origin: Origin): Promise<DicomHeader> {
-    const header = await readHeader(file.path, { full: true });
+    const header = file.content ? await readHeaderFromBuffer(file.content, { full: true }) : await readHeader(file.path, { full: true });
     checkIdentity(header);
     if (origin.expected) {
       if (header.sopInstanceUID !== origin.expected.sopInstanceUID) throw new AppError('UID_MISMATCH');
@@ -222,9 +226,10 @@ export function createIngest(deps: IngestDeps): Ingest {
           transformed = true;
           if (t.hook) hooks.unshift(t.hook);
         }
-        size ??= (await stat(finalPath)).size;
+        size ??= file.content?.length ?? (await stat(finalPath)).size;
         sha256 ??= await sha256File(finalPath);
-        const rel = await store.commit(finalPath, uid);
+        // File fsync, rename; the directory fsync runs while the index commits (both before the acknowledgement).
+        const { rel, durable } = await store.commit(finalPath, uid, { alreadySynced: !transformed && file.synced });
         let ids;
         try {
           ids = index.commitInstance(
@@ -244,9 +249,11 @@ export function createIngest(deps: IngestDeps): Ingest {
           );
         } catch (e) {
           // The file is in the store but not indexed: remove it so store and index agree.
+          await durable.catch(() => undefined);
           await store.remove(store.absolute(rel));
           throw e;
         }
+        await durable;
         for (const f of toRemove) await store.remove(f);
         log.info({ sop: uid, study: finalHeader.studyInstanceUID, size, batch: origin.batch, transformed }, 'instance stored');
         return { kind: 'stored', sopInstanceUID: uid, studyInstanceUID: finalHeader.studyInstanceUID, instanceId: ids.instanceId, transformed } as Outcome;

@@ -24,8 +24,12 @@ export interface FileStore {
   /** Path, relative to storeDir, where an instance with this SOP Instance UID lives. */
   relativePathFor(sopInstanceUID: string): string;
   absolute(relative: string): string;
-  /** Durably move a fully written staged file to its place in the store; returns the relative path. */
-  commit(stagedPath: string, sopInstanceUID: string, opts?: { alreadySynced?: boolean }): Promise<string>;
+  /**
+   * Move a fully written staged file to its place in the store: fsync it (unless already synced), rename it
+   * into place, and start the fsync of its directory. Returns the relative path and `durable`, which resolves
+   * when the directory entry is on disk: commit the index meanwhile, and acknowledge only after both.
+   */
+  commit(stagedPath: string, sopInstanceUID: string, opts?: { alreadySynced?: boolean }): Promise<{ rel: string; durable: Promise<void> }>;
   /** Durably move a file into another area (held, quarantine) under a new name; returns the new path. */
   moveTo(area: 'held' | 'quarantine', file: string, name: string): Promise<string>;
   /** Remove leftovers of interrupted receptions in staging; returns how many were removed. */
@@ -92,8 +96,9 @@ export function createFileStore(dataDir: string): FileStore {
       const dest = path.join(storeDir, rel);
       await ensureDirDurable(path.dirname(dest), knownDirs);
       await rename(stagedPath, dest);
-      await fsyncPath(path.dirname(dest));
-      return rel;
+      const durable = fsyncPath(path.dirname(dest));
+      durable.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
+      return { rel, durable };
     },
     async moveTo(area, file, name) {
       const dir = area === 'held' ? heldDir : quarantineDir;

@@ -3,7 +3,7 @@
 // listening) on a bad config. Also: every key the schema has is documented.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, loadConfig, validate, merge } from '../../config/load.ts';
@@ -101,4 +101,10 @@ t.test('an invalid config stops the appliance before it listens', async (t) => {
     c.on('error', () => res(false));
   });
   t.notOk(listening, 'nothing listens on the HTTP port');
+});
+
+t.test('the README lists every configuration key as the schema documents it', async (t) => {
+  const { withReference } = await import('../../config/doc.ts');
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  t.equal(withReference(readme), readme, 'README.md is up to date (run: npm run config:doc -- --write)');
 });

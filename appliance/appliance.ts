@@ -9,7 +9,9 @@ import { createAnonymiseStore, type AnonymiseStore } from './intake/anonymise-st
 import { createIngest, type Ingest, type Transformer } from './intake/ingest.ts';
 import { createTransformer } from './intake/transform.ts';
 import { child, type Logger } from './log.ts';
-import type { Scanner } from './scan/scanner.ts';
+import { createClamdScanner } from './scan/clamd-scanner.ts';
+import { startManagedClamd, type ManagedClamd } from './scan/managed-clamd.ts';
+import { waitUntilAvailable, type Scanner, type ScannerStatus } from './scan/scanner.ts';
 import { checkStore, markCleanShutdown, type ConsistencyReport } from './store/consistency.ts';
 import { openDb, type Db } from './store/db.ts';
 import { createFileStore, type FileStore } from './store/file-store.ts';
@@ -21,6 +23,8 @@ export interface Health {
   dicom: boolean;
   associations: number;
   storeCheck: ConsistencyReport | null;
+  /** The scanner's last known state (refreshed in the background), and files held for it. */
+  scanner: ScannerStatus & { managed: boolean; testSignaturesOnly: boolean; held: number };
 }
 
 export interface Appliance {
@@ -33,13 +37,15 @@ export interface Appliance {
   readonly anonymise: AnonymiseStore;
   readonly ingest: Ingest;
   readonly dicom: DicomServer;
-  /** Start the DICOM listener (after the start-up checks). */
+  readonly scanner: Scanner;
+  /** Start the DICOM listener (after the start-up checks), and the managed clamd in the background. */
   start(): Promise<{ dicom: { host: string; port: number } }>;
   stop(): Promise<void>;
   health(): Health;
 }
 
 export interface ApplianceOptions {
+  /** Default: clamd at scan.clamd.host/port (started by us when scan.clamd.manage). */
   scanner?: Scanner;
   /** Default: the policy transformer (intake/transform.ts): anonymise, label, sanitise preambles. */
   transformer?: Transformer;
@@ -54,6 +60,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
   const audit = createAuditLog(db);
   const anonymise = createAnonymiseStore(db, audit);
   const transformer = opts.transformer ?? createTransformer({ config, log: child(root, 'intake'), store, audit, anon: anonymise });
+  const scanLog = child(root, 'scan');
+  const scanner = opts.scanner ?? createClamdScanner(config, scanLog);
   const ingest = createIngest({
     config,
     log: child(root, 'intake'),
@@ -61,13 +69,35 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     store,
     index,
     audit,
-    scanner: opts.scanner,
+    scanner,
     transformer,
     hooks: opts.hooks,
   });
   const dicom = createDicomServer({ config, log: child(root, 'dicom'), db, store, ingest });
   let report: ConsistencyReport | null = null;
   let dbOpen = true;
+  let managed: ManagedClamd | undefined;
+  let scannerState: ScannerStatus = { available: false, signatures: 'none', detail: 'not checked yet' };
+  const background = new AbortController();
+  const tasks: Promise<unknown>[] = [];
+
+  /** Keep the scanner's state fresh for /healthz, and scan held files again once the scanner is available. */
+  async function watchScanner(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      scannerState = await scanner.status();
+      if (scannerState.available && ingest.heldCount() > 0) {
+        const outcomes = await ingest.retryHeld();
+        scanLog.info({ retried: outcomes.length, stillHeld: ingest.heldCount() }, 'held files scanned again');
+      } else if (!scannerState.available && ingest.heldCount() > 0) {
+        await waitUntilAvailable(scanner, { signal, intervalMs: 2000 }).catch(() => undefined);
+        continue;
+      }
+      await new Promise((r) => {
+        const timer = setTimeout(r, 5000);
+        signal.addEventListener('abort', () => (clearTimeout(timer), r(undefined)), { once: true });
+      });
+    }
+  }
 
   return {
     config,
@@ -78,13 +108,30 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     anonymise,
     ingest,
     dicom,
+    scanner,
     async start() {
       report = checkStore(config.dataDir, store, index, child(root, 'store'));
       const addr = await dicom.listen();
+      if (config.scan.clamd.manage) {
+        // clamd loads its signatures for a while (a minute with freshclam's): never hold up the start for it.
+        tasks.push(
+          startManagedClamd(config, scanLog).then(
+            (m) => {
+              managed = m;
+              if (background.signal.aborted) return m.stop();
+            },
+            (e) => scanLog.error({ reason: (e as Error).message }, 'the managed clamd did not start: uploads are held until a scanner is available'),
+          ),
+        );
+      }
+      tasks.push(watchScanner(background.signal).catch((e) => scanLog.error({ err: e }, 'scanner watch failed')));
       return { dicom: addr };
     },
     async stop() {
+      background.abort();
       await dicom.close();
+      await Promise.allSettled(tasks);
+      await managed?.stop();
       if (dbOpen) {
         db.close();
         dbOpen = false;
@@ -100,7 +147,14 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
           dbOk = false;
         }
       }
-      return { ok: dbOk && dicom.listening, db: dbOk, dicom: dicom.listening, associations: dicom.activeAssociations(), storeCheck: report };
+      return {
+        ok: dbOk && dicom.listening,
+        db: dbOk,
+        dicom: dicom.listening,
+        associations: dicom.activeAssociations(),
+        storeCheck: report,
+        scanner: { ...scannerState, managed: config.scan.clamd.manage, testSignaturesOnly: managed?.testSignaturesOnly ?? false, held: dbOk ? ingest.heldCount() : 0 },
+      };
     },
   };
 }

@@ -80,6 +80,14 @@ export function createApp(deps: AppDeps): UplinkApp {
       dicom: h.dicom ? 'listening' : 'down',
       http: http ? 'listening' : 'down',
       associations: h.associations,
+      scanner: {
+        available: h.scanner.available,
+        signatures: h.scanner.signatures,
+        managed: h.scanner.managed,
+        held: h.scanner.held,
+        ...(h.scanner.testSignaturesOnly || h.scanner.signatures === 'test-only' ? { warning: 'malware signatures: test set only; run freshclam' } : {}),
+        ...(h.scanner.available ? {} : { detail: h.scanner.detail }),
+      },
       ...(deps.healthExtras?.() ?? {}),
     };
   });

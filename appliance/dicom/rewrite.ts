@@ -14,6 +14,11 @@
  *
  * Deflated Explicit VR Little Endian: the dataset is inflated as a stream (capped at MAX_INFLATED_BYTES),
  * edited with the same splices and deflated again on the way out; nothing is held whole in memory.
+ *
+ * Checks: pass 1 refuses what it cannot walk (truncated, malformed, nested too deep, a value larger than the
+ * limits where a rule needs it), a defined-length Pixel Data running past the end of the file, and DICOMDIRs
+ * (their records hold byte offsets). What follows Pixel Data is copied unexamined: the ingest path has
+ * walked the whole file (readHeader full) before it transforms.
  * Never a dcmjs write(): that re-encodes every element and turns text into UTF-8.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -181,6 +186,7 @@ interface SeqFrame {
 type Frame = ItemFrame | SeqFrame;
 
 const PRIVATE_CREATOR_MAX = 0xff;
+const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
 
 function matches(where: Where | undefined, path: readonly PathStep[]): boolean {
   switch (where ?? 'top') {
@@ -657,9 +663,14 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
     const meta = planner.meta!;
     const ts = meta.transferSyntaxUID;
     const info = syntaxInfo(ts)!;
+    const px = planner.stoppedAt;
+    if (px && !info.deflated && px.length !== UNDEFINED_LENGTH && px.valueOffset + px.length > size)
+      throw new AppError('TRUNCATED', `The file ends inside Pixel Data: ${px.length} bytes declared at byte ${px.valueOffset}, ${size - px.valueOffset} present.`);
+    const metaUid = (t: number) => (meta.elements.get(t)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
+    if (planner.sopClassUID === MEDIA_STORAGE_DIRECTORY || metaUid(Tags.MediaStorageSOPClassUID) === MEDIA_STORAGE_DIRECTORY)
+      throw new AppError('BAD_REQUEST', 'A DICOMDIR (Media Storage Directory) holds byte offsets of its records and is never rewritten.');
     planner.finish(end, info.explicitVR, info.littleEndian);
 
-    const metaUid = (t: number) => (meta.elements.get(t)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
     const sourceAe = opts.keepSourceAe === false ? '' : (meta.elements.get(Tags.SourceApplicationEntityTitle)?.toString('latin1') ?? '').trim();
     const head = buildFileMeta({
       sopClassUID: planner.sopClassUID || metaUid(Tags.MediaStorageSOPClassUID),

@@ -65,6 +65,14 @@ export function createWeb(deps: { config: Config; log: Logger; i18n: I18n; rende
   // The __Host- prefix makes the browser insist on Secure, Path=/ and no Domain.
   const sessionCookie = secure ? '__Host-uplink-session' : 'uplink-session';
   const htmxConfig = JSON.stringify(HTMX_CONFIG);
+  // The catalogue as a JSON data block inside <script>: "<", ">", "&" and the JS line separators escaped, so
+  // no text can close the element or be read as markup.
+  const catalogueJson = Object.fromEntries(
+    i18n.languages.map((l) => [
+      l,
+      JSON.stringify(i18n.catalogue(l)).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+    ]),
+  ) as Record<Lang, string>;
 
   const writeSessionCookie = (ctx: Context, s: Session) => setCookie(ctx, sessionCookie, s.id, { secure, httpOnly: true, sameSite: 'Strict' });
 
@@ -103,6 +111,7 @@ export function createWeb(deps: { config: Config; log: Logger; i18n: I18n; rende
         csrfField: CSRF_FIELD,
         csrfHeader: CSRF_HEADER,
         htmxConfig,
+        catalogueJson: catalogueJson[ctx.state.lang] ?? catalogueJson[i18n.defaultLang],
         isHtmx: isHtmx(ctx),
       };
     },

@@ -1,9 +1,9 @@
-/** The catalogue in the browser: the same views/i18n files the server uses, in the page's language. */
-import en from '../../i18n/en.json';
-import nl from '../../i18n/nl.json';
+/**
+ * The catalogue in the browser. The server puts the page's catalogue (views/i18n/<lang>.json, the same file its
+ * templates use) into the page as a JSON data block (<script type="application/json" id="uplink-i18n">: data,
+ * never executed, allowed by the CSP), so the bundle needs no rebuild when a text changes.
+ */
 import { createTranslate, isLang, type Catalogue, type Lang, type Translate } from './translate.ts';
-
-const catalogues: Record<Lang, Catalogue> = { en: en as Catalogue, nl: nl as Catalogue };
 
 export function pageLang(): Lang {
   const l = document.documentElement.lang;
@@ -12,8 +12,18 @@ export function pageLang(): Lang {
 
 let cached: Translate | null = null;
 
+function load(): Translate {
+  let catalogue: Catalogue = {};
+  try {
+    catalogue = JSON.parse(document.getElementById('uplink-i18n')?.textContent ?? '{}') as Catalogue;
+  } catch {
+    console.error('the page has no readable message catalogue');
+  }
+  return createTranslate(pageLang(), catalogue, undefined, (k) => console.error(`message missing from the catalogue: ${k}`));
+}
+
 export function t(key: string, params?: Record<string, string | number>): string {
-  cached ??= createTranslate(pageLang(), catalogues[pageLang()], catalogues.en, (k) => console.warn(`message missing from the catalogue: ${k}`));
+  cached ??= load();
   return cached(key, params);
 }
 

@@ -10,7 +10,7 @@ export interface HeaderPool {
   terminate(): void;
 }
 
-const BATCH = 16;
+const BATCH = 32;
 
 export function createHeaderPool(workerUrl: string, size?: number): HeaderPool {
   const n = size ?? Math.max(2, Math.min(4, (navigator.hardwareConcurrency || 4) - 1));

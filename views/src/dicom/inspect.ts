@@ -1,5 +1,6 @@
 /**
- * Recognise a file by its content and read its DICOM header with dcmjs, up to Pixel Data only.
+ * Recognise a file by its content and read its DICOM header with dcmjs, up to Pixel Data only (first through
+ * prefilter.ts, which hands dcmjs only the elements shown; the full header when that is not possible).
  *
  * A Part 10 file has "DICM" at byte 128 (CD files are often extensionless 8.3 names: the name says nothing).
  * Only the first 64 KB are read at first; the read grows (x4) while the header is not complete: dcmjs stops at
@@ -10,6 +11,7 @@
  * Pure (Blob in, result out): runs in the header worker and in Node tests alike.
  */
 import dcmjs from 'dcmjs';
+import { prefilter } from './prefilter.ts';
 import { DICOMDIR_SOP_CLASS, type DicomSummary, type DirRef, type HeaderResult } from './types.ts';
 
 const { DicomMessage } = dcmjs.data;
@@ -84,11 +86,15 @@ function isComplete(dict: Dict): boolean {
   return Object.keys(dict).some((k) => k > '0028FFFF');
 }
 
+export const STATS = { read: 0, parse: 0, n: 0 };
 async function bytes(blob: Blob, n: number): Promise<ArrayBuffer> {
-  return blob.slice(0, n).arrayBuffer();
+  const a = performance.now();
+  const r = await blob.slice(0, n).arrayBuffer();
+  STATS.read += performance.now() - a;
+  return r;
 }
 
-export async function inspectFile(blob: Blob, opts: { firstRead?: number; maxRead?: number } = {}): Promise<HeaderResult> {
+export async function inspectFile(blob: Blob, opts: { firstRead?: number; maxRead?: number; noPrefilter?: boolean } = {}): Promise<HeaderResult> {
   const size = blob.size;
   if (size < 4) return { kind: 'not-dicom' };
   let len = Math.min(size, opts.firstRead ?? FIRST_READ);
@@ -104,9 +110,27 @@ export async function inspectFile(blob: Blob, opts: { firstRead?: number; maxRea
   let lastError = '';
   for (;;) {
     const whole = len >= size;
+    // Fast path: dcmjs reads only the elements Panel 2 needs (see prefilter.ts); anything odd takes the full path.
+    const pre = opts.noPrefilter ? { kind: 'fallback' as const } : prefilter(buf, whole);
+    if (pre.kind === 'need-more' && len < maxRead) {
+      len = Math.min(size, len * 4, maxRead);
+      buf = await bytes(blob, len);
+      continue;
+    }
+    if (pre.kind === 'ok') {
+      try {
+        const p = DicomMessage.readFile(pre.buffer, { ignoreErrors: false });
+        const header = summarise(p.meta, p.dict);
+        if (header.sopInstanceUid && header.studyInstanceUid && header.seriesInstanceUid) return { kind: 'dicom', header };
+      } catch {
+        /* the full path decides */
+      }
+    }
     let parsed: { meta: Dict; dict: Dict } | null = null;
     try {
+      const a = performance.now();
       parsed = DicomMessage.readFile(buf, { untilTag: '7FE00010', includeUntilTagValue: false, ignoreErrors: false });
+      STATS.parse += performance.now() - a; STATS.n++;
     } catch (e) {
       lastError = e instanceof Error ? e.message : String(e);
       if (!whole) {

@@ -1,0 +1,186 @@
+/**
+ * Start the real Uplink web server for a test, with its own config and data folder (in t.testdir()) on free
+ * loopback ports, torn down with the test:
+ *   - mode 'process' (default): server/main.ts as a child process, exactly what `npm start` runs;
+ *   - mode 'in-process': the appliance and the Koa app built here (createAppliance + createApp), for tests
+ *     that want to reach inside (`app.codes`, `app.web.sessions`).
+ * `cli(args)` runs the real bin/uplink.js against the same config; `createCode()` returns a fresh code.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAppliance, type Appliance } from '../../appliance/appliance.ts';
+import { silentLogger } from '../../appliance/log.ts';
+import { loadConfig, merge } from '../../config/load.ts';
+import type { Config } from '../../config/schema.ts';
+import { createApp, type UplinkApp } from '../../server/app.ts';
+import { freePort } from './net.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const UPLINK_BIN = path.join(ROOT, 'bin', 'uplink.js');
+
+/** The institution every test config has (id "test"). */
+export const TEST_INSTITUTION = {
+  id: 'test',
+  name: 'St. Test Hospital',
+  phone: '+31 20 555 0100',
+  email: 'radiology@test-hospital.example',
+  manualUrl: '/manual',
+  privacyPolicyUrl: '/privacy',
+};
+
+interface TapLike {
+  testdir(): string;
+  teardown(fn: () => unknown): void;
+}
+
+export interface ServerOptions {
+  mode?: 'process' | 'in-process';
+  /** Merged over the test config (objects key by key; arrays and values replace). */
+  config?: Record<string, unknown>;
+  /** Folder for config and data; default t.testdir(). */
+  dir?: string;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TestServer {
+  url: string;
+  httpPort: number;
+  dicomPort: number;
+  dir: string;
+  dataDir: string;
+  configPath: string;
+  config: Config;
+  /** In-process mode only. */
+  app?: UplinkApp;
+  appliance?: Appliance;
+  /** Child-process mode: what the server wrote so far. */
+  output(): string;
+  cli(args: string[]): Promise<CliResult>;
+  /** `uplink code create --institution test ...`: the code (the last line of the output). */
+  createCode(opts?: { institution?: string; expires?: string; maxBytes?: string; birthDate?: string }): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Write a test config (free ports, data in dir) and return its path and the loaded config. */
+export async function writeTestConfig(dir: string, overrides: Record<string, unknown> = {}): Promise<{ configPath: string; config: Config }> {
+  mkdirSync(dir, { recursive: true });
+  const httpPort = await freePort();
+  const dicomPort = await freePort();
+  const base = {
+    dataDir: path.join(dir, 'data'),
+    log: { level: 'info' },
+    http: { host: '127.0.0.1', port: httpPort, publicUrl: `http://127.0.0.1:${httpPort}` },
+    dicom: { host: '127.0.0.1', port: dicomPort },
+    scan: { clamd: { manage: false } },
+    institutions: [TEST_INSTITUTION],
+  };
+  const raw = merge(base, overrides) as Record<string, unknown>;
+  const configPath = path.join(dir, 'uplink.json');
+  writeFileSync(configPath, JSON.stringify(raw, null, 2));
+  return { configPath, config: loadConfig({ UPLINK_CONFIG: configPath }) };
+}
+
+export function runCli(configPath: string, args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [UPLINK_BIN, ...args], { cwd: ROOT, env: { ...process.env, UPLINK_CONFIG: configPath } }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function waitHealthy(url: string, proc: ChildProcess | null, out: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc && proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode} before it was healthy:\n${out().slice(-3000)}`);
+    const ok = await fetch(`${url}/healthz`).then((r) => r.status === 200, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`server not healthy after 60 s:\n${out().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise<TestServer> {
+  const dir = opts.dir ?? t.testdir();
+  const { configPath, config } = await writeTestConfig(dir, opts.config);
+  const url = `http://127.0.0.1:${config.http.port}`;
+  let out = '';
+  let stop: () => Promise<void>;
+  let app: UplinkApp | undefined;
+  let appliance: Appliance | undefined;
+
+  if ((opts.mode ?? 'process') === 'process') {
+    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'server', 'main.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, UPLINK_CONFIG: configPath },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.stderr!.on('data', (d) => (out += d));
+    stop = () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        proc.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        proc.kill('SIGTERM');
+      });
+    t.teardown(stop);
+    await waitHealthy(url, proc, () => out);
+  } else {
+    const log = silentLogger();
+    appliance = createAppliance(config, log);
+    await appliance.start();
+    app = createApp({ config, appliance, log, httpListening: () => true });
+    const server = http.createServer(app.callback());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.http.port, config.http.host, () => resolve());
+    });
+    let stopped = false;
+    const a = appliance;
+    stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await a.stop();
+    };
+    t.teardown(stop);
+  }
+
+  const cli = (args: string[]) => runCli(configPath, args);
+  return {
+    url,
+    httpPort: config.http.port,
+    dicomPort: config.dicom.port,
+    dir,
+    dataDir: config.dataDir,
+    configPath,
+    config,
+    app,
+    appliance,
+    output: () => out,
+    cli,
+    async createCode(o = {}) {
+      const args = ['code', 'create', '--institution', o.institution ?? TEST_INSTITUTION.id];
+      if (o.expires) args.push('--expires', o.expires);
+      if (o.maxBytes) args.push('--max-bytes', o.maxBytes);
+      if (o.birthDate) args.push('--birth-date', o.birthDate);
+      const r = await cli(args);
+      if (r.code !== 0) throw new Error(`uplink ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+      return r.stdout.trimEnd().split('\n').pop()!;
+    },
+    stop: () => stop(),
+  };
+}

@@ -27,7 +27,7 @@ import { DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.
 import { ScuAssociation, ScuError, type NegotiatedContext, type ScuNode, type ScuTimeouts, type DataBlock } from './scu-association.ts';
 import { cStoreRQ, CommandField, readResponse } from './scu-command.ts';
 import { describeContextResult, type ProposedContext } from './scu-pdu.ts';
-import { bufferBlocks, fileBlocks, inflatedBlocks, readPart10Layout, SourceError, type Part10Layout } from './scu-source.ts';
+import { bufferBlocks, inflatedBlocks, openInstance, SourceError, type OpenedInstance } from './scu-source.ts';
 import { statusMeaning, storeDisposition } from './scu-status.ts';
 import { canTranscode, DEFAULT_MAX_TRANSCODE_BYTES, syntaxName, transcodeFile, TranscodeError } from './scu-transcode.ts';
 
@@ -83,7 +83,6 @@ export interface StoreOptions {
 export interface Prepared {
   index: number;
   file: StoreFile;
-  layout: Part10Layout;
 }
 
 interface Plan {
@@ -102,7 +101,7 @@ export function planAssociations(items: Prepared[], max: number): Plan[] {
   // Units in order of first appearance, so that one (class, syntax) group is never split.
   const units = new Map<string, Prepared[]>();
   for (const it of items) {
-    const key = `${it.file.sopClassUID}\n${it.layout.transferSyntaxUID}`;
+    const key = `${it.file.sopClassUID}\n${it.file.transferSyntaxUID}`;
     if (!units.has(key)) units.set(key, []);
     units.get(key)!.push(it);
   }
@@ -153,14 +152,15 @@ interface Route {
 }
 
 /** How to send one instance over an open association, or why it cannot be sent. */
-async function route(a: ScuAssociation, p: Prepared, maxTranscodeBytes: number): Promise<Route | { error: string }> {
-  const cls = p.file.sopClassUID;
-  const stored = p.layout.transferSyntaxUID;
-  const start = p.layout.datasetOffset;
-  const end = p.layout.size;
+async function route(a: ScuAssociation, file: StoreFile, opened: OpenedInstance, maxTranscodeBytes: number): Promise<Route | { error: string }> {
+  const cls = file.sopClassUID;
+  const layout = opened.layout;
+  const stored = layout.transferSyntaxUID;
   const accepted = a.acceptedFor(cls);
   const exact = accepted.find((c) => c.transferSyntax === stored);
-  if (exact) return { context: exact, syntax: stored, blocks: (bs) => fileBlocks(p.file.path, start, end, bs, stored === DEFLATED_LE) };
+  if (exact) return { context: exact, syntax: stored, blocks: (bs) => opened.blocks(bs, stored === DEFLATED_LE) };
+  // Not the stored bytes as they are: the opened file is not used.
+  await opened.close();
   if (accepted.length === 0) {
     const why = [...a.contexts.values()]
       .filter((c) => c.abstractSyntax === cls)
@@ -175,14 +175,14 @@ async function route(a: ScuAssociation, p: Prepared, maxTranscodeBytes: number):
     const transcoded = { from: stored, to: target };
     if (stored === DEFLATED_LE && target === EXPLICIT_LE) {
       // The same data set, inflated as it is read.
-      return { context: ctx, syntax: target, transcoded, blocks: (bs) => inflatedBlocks(p.file.path, start, bs) };
+      return { context: ctx, syntax: target, transcoded, blocks: (bs) => inflatedBlocks(file.path, layout.datasetOffset, bs) };
     }
     if (!canTranscode(stored, target)) {
       errors.push(`transcoding from ${syntaxName(stored)} to ${syntaxName(target)} is not supported`);
       continue;
     }
     try {
-      const data = await transcodeFile(p.file.path, p.layout, target, maxTranscodeBytes);
+      const data = await transcodeFile(file.path, layout, target, maxTranscodeBytes);
       return { context: ctx, syntax: target, transcoded, blocks: (bs) => bufferBlocks(data, bs) };
     } catch (e) {
       if (!(e instanceof TranscodeError)) throw e;
@@ -193,6 +193,40 @@ async function route(a: ScuAssociation, p: Prepared, maxTranscodeBytes: number):
   return {
     error: `${a.node.aeTitle} does not accept ${syntaxName(stored)} for this SOP class (it accepts ${offered})${errors.length ? `, and ${errors.join('; ')}` : ''}`,
   };
+}
+
+type Opening = { opened: OpenedInstance } | { error: string };
+
+/**
+ * First read of every file: the meta group and, for most instances, the whole data set. Larger reads would
+ * cost a fresh large buffer per instance (and garbage collection) for the many small ones.
+ */
+const HEAD_BYTES = 64 * 1024;
+
+/** Open a stored instance and check it is the one asked for. Never throws. */
+async function openChecked(file: StoreFile, headBytes: number, log: Logger | undefined): Promise<Opening> {
+  let opened: OpenedInstance;
+  try {
+    opened = await openInstance(file.path, headBytes);
+  } catch (e) {
+    return { error: `the stored file cannot be read: ${(e as Error).message}` };
+  }
+  try {
+    if (opened.layout.metaSopInstanceUID !== file.sopInstanceUID) {
+      // The meta group may disagree with the data set in odd files; what the peer stores is the data set's.
+      const h = await readHeader(file.path);
+      if (h.sopInstanceUID !== file.sopInstanceUID) {
+        await opened.close();
+        return { error: `the file holds SOP instance ${h.sopInstanceUID || '(none)'}, not ${file.sopInstanceUID}` };
+      }
+    }
+  } catch (e) {
+    await opened.close();
+    return { error: `the stored file cannot be read: ${(e as Error).message}` };
+  }
+  if (file.transferSyntaxUID && file.transferSyntaxUID !== opened.layout.transferSyntaxUID)
+    log?.warn({ sopInstanceUID: file.sopInstanceUID, given: file.transferSyntaxUID, file: opened.layout.transferSyntaxUID }, "stored transfer syntax differs from the index; using the file's");
+  return { opened };
 }
 
 /**
@@ -217,33 +251,12 @@ export async function sendInstances(node: ScuNode, files: StoreFile[], opts: Sto
   const ready: Prepared[] = [];
   for (let i = 0; i < files.length; i++) {
     const f = files[i];
-    if (!f.sopClassUID) {
-      fail(i, 'failed', 'the instance has no SOP Class UID, so it cannot be sent by C-STORE');
-      continue;
-    }
-    if (!f.sopInstanceUID) {
-      fail(i, 'failed', 'the instance has no SOP Instance UID, so it cannot be sent by C-STORE');
-      continue;
-    }
-    try {
-      const layout = await readPart10Layout(f.path);
-      if (layout.metaSopInstanceUID !== f.sopInstanceUID) {
-        // The meta group may disagree with the data set in odd files; what the peer stores is the data set's.
-        const h = await readHeader(f.path);
-        if (h.sopInstanceUID !== f.sopInstanceUID) {
-          fail(i, 'failed', `the file holds SOP instance ${h.sopInstanceUID || '(none)'}, not ${f.sopInstanceUID}`);
-          continue;
-        }
-      }
-      if (f.transferSyntaxUID && f.transferSyntaxUID !== layout.transferSyntaxUID)
-        log?.warn({ sopInstanceUID: f.sopInstanceUID, given: f.transferSyntaxUID, file: layout.transferSyntaxUID }, 'stored transfer syntax differs from the index; using the file\'s');
-      ready.push({ index: i, file: f, layout });
-    } catch (e) {
-      fail(i, 'failed', `the stored file cannot be read: ${(e as Error).message}`);
-    }
+    if (!f.sopClassUID) fail(i, 'failed', 'the instance has no SOP Class UID, so it cannot be sent by C-STORE');
+    else if (!f.sopInstanceUID) fail(i, 'failed', 'the instance has no SOP Instance UID, so it cannot be sent by C-STORE');
+    else ready.push({ index: i, file: f });
   }
 
-  // 2. One association per plan, one request at a time.
+  // 2. One association per plan, one request at a time; the next file is opened while the peer answers.
   const plans = planAssociations(ready, maxContexts);
   for (let pi = 0; pi < plans.length; pi++) {
     const plan = plans[pi];
@@ -269,42 +282,65 @@ export async function sendInstances(node: ScuNode, files: StoreFile[], opts: Sto
     const blockSize = Math.max(1, Math.floor(blockTarget / a.maxPdvData)) * a.maxPdvData;
     let messageId = 0;
     let broken: ScuError | undefined;
-    for (let k = 0; k < plan.items.length; k++) {
-      const p = plan.items[k];
-      if (broken) {
-        fail(p.index, 'retry', `not sent: ${broken.message}`);
-        continue;
-      }
-      let r: Route | { error: string };
-      try {
-        r = await route(a, p, maxTranscodeBytes);
-      } catch (e) {
-        fail(p.index, 'failed', `cannot prepare the data set: ${(e as Error).message}`);
-        continue;
-      }
-      if ('error' in r) {
-        fail(p.index, 'failed', r.error);
-        continue;
-      }
-      messageId = (messageId % 0xffff) + 1;
-      const command = cStoreRQ(messageId, p.file.sopClassUID, p.file.sopInstanceUID);
-      let bytesSent = 0;
-      try {
-        bytesSent = await a.sendMessage(r.context.id, command, r.blocks(blockSize));
-        const o = await awaitStoreResponse(a, messageId, p.file.sopInstanceUID);
-        report(p.index, { ...o, ...(r.transcoded ? { transcoded: r.transcoded } : {}), bytesSent });
-      } catch (e) {
-        if (e instanceof SourceError) {
-          // Our file failed mid-message: the message cannot be completed, so the association cannot go on.
-          a.abort(new ScuError('retry', `aborted after a local read error on another instance`));
-          fail(p.index, 'failed', `the stored file failed while sending: ${e.message}`);
-          broken = new ScuError('retry', 'the association was aborted after a local read error');
+    let next: Promise<Opening> | undefined;
+    try {
+      for (let k = 0; k < plan.items.length; k++) {
+        const p = plan.items[k];
+        const opening = next ?? openChecked(p.file, HEAD_BYTES, log);
+        next = undefined;
+        if (broken) {
+          const o = await opening;
+          if ('opened' in o) await o.opened.close();
+          fail(p.index, 'retry', `not sent: ${broken.message}`);
           continue;
         }
-        const err = asScuError(e);
-        a.abort(err);
-        fail(p.index, 'retry', err.message);
-        broken = err;
+        const o = await opening;
+        const prefetch = () => {
+          if (k + 1 < plan.items.length) next = openChecked(plan.items[k + 1].file, HEAD_BYTES, log);
+        };
+        if ('error' in o) {
+          fail(p.index, 'failed', o.error);
+          continue;
+        }
+        let r: Route | { error: string };
+        try {
+          r = await route(a, p.file, o.opened, maxTranscodeBytes);
+        } catch (e) {
+          await o.opened.close();
+          fail(p.index, 'failed', `cannot prepare the data set: ${(e as Error).message}`);
+          continue;
+        }
+        if ('error' in r) {
+          fail(p.index, 'failed', r.error);
+          continue;
+        }
+        messageId = (messageId % 0xffff) + 1;
+        const command = cStoreRQ(messageId, p.file.sopClassUID, p.file.sopInstanceUID);
+        let bytesSent = 0;
+        try {
+          bytesSent = await a.sendMessage(r.context.id, command, r.blocks(blockSize));
+          prefetch();
+          const outcome = await awaitStoreResponse(a, messageId, p.file.sopInstanceUID);
+          report(p.index, { ...outcome, ...(r.transcoded ? { transcoded: r.transcoded } : {}), bytesSent });
+        } catch (e) {
+          await o.opened.close();
+          if (e instanceof SourceError) {
+            // Our file failed mid-message: the message cannot be completed, so the association cannot go on.
+            broken = new ScuError('retry', 'the association was aborted after a local read error');
+            a.abort(broken);
+            fail(p.index, 'failed', `the stored file failed while sending: ${e.message}`);
+            continue;
+          }
+          const err = asScuError(e);
+          a.abort(err);
+          fail(p.index, 'retry', err.message);
+          broken = err;
+        }
+      }
+    } finally {
+      if (next) {
+        const o = await next;
+        if ('opened' in o) await o.opened.close();
       }
     }
     if (broken) {

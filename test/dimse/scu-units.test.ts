@@ -127,7 +127,6 @@ t.test('association planning keeps to the context limit and covers every instanc
     items.push({
       index: i,
       file: { path: `/x/${i}`, sopClassUID: cls, sopInstanceUID: `9.${i}`, transferSyntaxUID: ts },
-      layout: { transferSyntaxUID: ts, datasetOffset: 200, size: 1000, metaSopClassUID: cls, metaSopInstanceUID: `9.${i}` },
     });
   }
   const plans = planAssociations(items, 128);
@@ -137,7 +136,7 @@ t.test('association planning keeps to the context limit and covers every instanc
     t.same(p.contexts.map((c) => c.id), p.contexts.map((_c, i) => 2 * i + 1), 'ids 1, 3, 5, ...');
     for (const it of p.items) {
       t.ok(
-        p.contexts.some((c) => c.abstractSyntax === it.file.sopClassUID && c.transferSyntaxes.length === 1 && c.transferSyntaxes[0] === it.layout.transferSyntaxUID),
+        p.contexts.some((c) => c.abstractSyntax === it.file.sopClassUID && c.transferSyntaxes.length === 1 && c.transferSyntaxes[0] === it.file.transferSyntaxUID),
         'its stored syntax is proposed alone',
       );
     }

@@ -27,7 +27,7 @@ import { DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.
 import { ScuAssociation, ScuError, type NegotiatedContext, type ScuNode, type ScuTimeouts, type DataBlock } from './scu-association.ts';
 import { cStoreRQ, CommandField, readResponse } from './scu-command.ts';
 import { describeContextResult, type ProposedContext } from './scu-pdu.ts';
-import { bufferBlocks, inflatedBlocks, openInstance, SourceError, type OpenedInstance } from './scu-source.ts';
+import { bufferBlocks, inflatedBlocks, openInstance, readPart10Layout, SourceError, type OpenedInstance } from './scu-source.ts';
 import { statusMeaning, storeDisposition } from './scu-status.ts';
 import { canTranscode, DEFAULT_MAX_TRANSCODE_BYTES, syntaxName, transcodeFile, TranscodeError } from './scu-transcode.ts';
 
@@ -39,7 +39,10 @@ export interface StoreFile {
   path: string;
   sopClassUID: string;
   sopInstanceUID: string;
-  /** The stored transfer syntax (the file meta group's wins if they differ). */
+  /**
+   * The stored transfer syntax, used to plan the presentation contexts (read from the file if empty). If the
+   * file's meta group says otherwise, the file is right: it is sent as what it is (transcoded if need be).
+   */
   transferSyntaxUID: string;
 }
 
@@ -253,7 +256,15 @@ export async function sendInstances(node: ScuNode, files: StoreFile[], opts: Sto
     const f = files[i];
     if (!f.sopClassUID) fail(i, 'failed', 'the instance has no SOP Class UID, so it cannot be sent by C-STORE');
     else if (!f.sopInstanceUID) fail(i, 'failed', 'the instance has no SOP Instance UID, so it cannot be sent by C-STORE');
-    else ready.push({ index: i, file: f });
+    else if (f.transferSyntaxUID) ready.push({ index: i, file: f });
+    else {
+      // Not given: the file's meta group says (contexts are planned from it).
+      try {
+        ready.push({ index: i, file: { ...f, transferSyntaxUID: (await readPart10Layout(f.path)).transferSyntaxUID } });
+      } catch (e) {
+        fail(i, 'failed', `the stored file cannot be read: ${(e as Error).message}`);
+      }
+    }
   }
 
   // 2. One association per plan, one request at a time; the next file is opened while the peer answers.

@@ -467,3 +467,25 @@ t.test('an invalid AE title is refused before connecting: failed', async (t) => 
   t.match(o.meaning, /called AE title "A_TITLE_LONGER_THAN_16" is not valid/);
   t.equal(fake.associations.length, 0, 'nothing was sent');
 });
+
+t.test('the file is the truth: missing files fail, a wrong or missing stored syntax is corrected', async (t) => {
+  const fake = await startFake();
+  t.teardown(() => fake.close());
+  const ct = await sample('CT_small.dcm');
+  const j2k = await sample('JPEG2000.dcm');
+  const outcomes = await sendInstances(
+    fake.node,
+    [
+      { ...ct, path: path.join(t.testdir(), 'gone.dcm') },
+      { ...ct, transferSyntaxUID: '' },
+      { ...j2k, transferSyntaxUID: ELE },
+    ],
+    { callingAeTitle: 'UPLINK' },
+  );
+  t.equal(outcomes[0].outcome, 'failed', 'missing file: failed');
+  t.match(outcomes[0].meaning, /cannot be read.*ENOENT/);
+  t.equal(outcomes[1].outcome, 'done', 'no stored syntax given: read from the file');
+  t.notOk(outcomes[1].transcoded);
+  t.equal(outcomes[2].outcome, 'done', 'index says explicit VR LE, file is JPEG 2000');
+  t.same(outcomes[2].transcoded, { from: j2k.transferSyntaxUID, to: ELE }, 'sent as what it is: transcoded to the context that was negotiated');
+});

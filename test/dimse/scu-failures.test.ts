@@ -489,3 +489,31 @@ t.test('the file is the truth: missing files fail, a wrong or missing stored syn
   t.equal(outcomes[2].outcome, 'done', 'index says explicit VR LE, file is JPEG 2000');
   t.same(outcomes[2].transcoded, { from: j2k.transferSyntaxUID, to: ELE }, 'sent as what it is: transcoded to the context that was negotiated');
 });
+
+t.test('Orthanc down: retry; back with the same storage: the rest arrives, nothing twice', async (t) => {
+  const orthanc = await startOrthanc({ dir: t.testdir() });
+  t.teardown(() => orthanc.stop());
+  const ct = await sample('CT_small.dcm');
+  const mr = await sample('MR_small.dcm');
+  t.same((await sendInstances(orthanc.node, [ct], { callingAeTitle: 'UPLINK' })).map((o) => o.outcome), ['done']);
+
+  await orthanc.stop();
+  const down = await sendInstances(orthanc.node, [ct, mr], { callingAeTitle: 'UPLINK' });
+  t.same(
+    down.map((o) => o.outcome),
+    ['retry', 'retry'],
+    'PACS down: retry',
+  );
+  const e = await echo(orthanc.node, { callingAeTitle: 'UPLINK' });
+  t.notOk(e.ok, `C-ECHO says it is down: ${e.detail}`);
+
+  await orthanc.restart();
+  t.equal(await orthanc.countInstances(), 1, 'what it had before is still there');
+  const back = await sendInstances(orthanc.node, [ct, mr], { callingAeTitle: 'UPLINK' });
+  t.same(
+    back.map((o) => o.outcome),
+    ['done', 'done'],
+    'resent: done (the one it had counts as delivered)',
+  );
+  t.equal(await orthanc.countInstances(), 2, 'each instance once');
+});

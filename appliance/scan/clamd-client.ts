@@ -26,7 +26,7 @@ export interface ClamdAddress {
 export interface InstreamReply {
   /** clamd's reply without the NUL terminator, e.g. "stream: OK". */
   reply: string;
-  /** Whether the whole input (and the terminating zero-length chunk) was sent before the reply came. */
+  /** Whether the whole input (and the terminating zero-length chunk) was handed to the socket before the reply came. */
   complete: boolean;
   /** Bytes of input sent. */
   bytes: number;
@@ -166,12 +166,13 @@ export async function instream(addr: ClamdAddress, source: Buffer | Readable, ti
   try {
     return { reply: await exchanged, complete, bytes };
   } catch (e) {
-    // clamd refuses an over-long stream by replying "INSTREAM size limit exceeded. ERROR" and closing; our
-    // next write then often fails (EPIPE/ECONNRESET) before the reply is read, and Node discards it.
+    // clamd refuses an over-long stream by replying "INSTREAM size limit exceeded. ERROR" and closing with
+    // our data unread (a reset); the write of data still queued then often fails (EPIPE/ECONNRESET) before the
+    // reply is read, and Node discards it. `complete` only says everything was handed to the socket.
     const code = ((e as AppError).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (!complete && (code === 'EPIPE' || code === 'ECONNRESET'))
+    if (code === 'EPIPE' || code === 'ECONNRESET')
       throw unavailable(
-        `clamd at ${addr.host}:${addr.port} closed the connection while the file was being sent (after ${bytes} bytes; clamd does this to a stream longer than its StreamMaxLength)`,
+        `clamd at ${addr.host}:${addr.port} reset the connection during the scan (${bytes} bytes handed over; clamd does this to a stream longer than its StreamMaxLength, or when it stops)`,
         e,
       );
     throw e;

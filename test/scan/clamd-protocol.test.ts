@@ -88,11 +88,11 @@ t.test('accepts and never answers: SCANNER_UNAVAILABLE within the deadline', asy
   const t0 = Date.now();
   await t.rejects(s.scan(FILE), { name: 'AppError', code: 'SCANNER_UNAVAILABLE', message: /no answer from clamd .* within 1\.0 s/ });
   const ms = Date.now() - t0;
-  t.ok(ms >= 950 && ms < 2000, `gave up after ${ms} ms`);
+  t.ok(ms >= 950 && ms < 3000, `gave up after ${ms} ms`);
   const t1 = Date.now();
   const st = await s.status();
   t.match(st, { available: false, signatures: 'none', detail: /no answer/ });
-  t.ok(Date.now() - t1 < 2000, 'status() does not hang either');
+  t.ok(Date.now() - t1 < 3000, 'status() does not hang either');
 });
 
 t.test('answers PING and the EICAR check but stalls on the file: SCANNER_UNAVAILABLE after the per-file deadline', async (t) => {
@@ -101,7 +101,7 @@ t.test('answers PING and the EICAR check but stalls on the file: SCANNER_UNAVAIL
   const t0 = Date.now();
   await t.rejects(s.scan(FILE), { code: 'SCANNER_UNAVAILABLE', message: /no answer from clamd .* within 1\.0 s/ });
   const ms = Date.now() - t0;
-  t.ok(ms >= 950 && ms < 2000, `gave up after ${ms} ms`);
+  t.ok(ms >= 950 && ms < 3000, `gave up after ${ms} ms`);
 });
 
 t.test('answers OK to everything (no signatures loaded): never clean', async (t) => {

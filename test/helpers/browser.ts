@@ -64,6 +64,9 @@ export async function openPage(
     if (m.type() === 'error' && !(opts.allowConsoleErrors && opts.allowConsoleErrors.test(m.text()))) problems.push(`console error: ${m.text()}`);
   });
   // CSP violations (also reported on the console) are caught in the page itself, workers included.
+  // Functions handed to page.evaluate are compiled by tsx (esbuild, keepNames), which wraps named functions in
+  // __name(...): give the page that helper.
+  await page.addInitScript({ content: 'globalThis.__name = globalThis.__name || ((f) => f);' });
   await page.addInitScript({
     content: "document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));",
   });

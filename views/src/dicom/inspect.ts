@@ -119,7 +119,8 @@ export async function inspectFile(blob: Blob, opts: { firstRead?: number; maxRea
     }
     if (pre.kind === 'ok') {
       try {
-        const p = DicomMessage.readFile(pre.buffer, { ignoreErrors: false });
+        // ignoreErrors: tolerate e.g. a meta group without its group length (the elements are whole).
+        const p = DicomMessage.readFile(pre.buffer, { ignoreErrors: true });
         const header = summarise(p.meta, p.dict);
         if (header.sopInstanceUid && header.studyInstanceUid && header.seriesInstanceUid) return { kind: 'dicom', header };
       } catch {

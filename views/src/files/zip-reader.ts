@@ -72,7 +72,7 @@ export async function readZip(blob: Blob, limits: ZipLimits): Promise<ZipResult>
         return;
       }
       chunks.push(data);
-      if (final) entries.push({ path, file: new File(chunks as BlobPart[], path.split('/').pop() ?? path, { lastModified }) });
+      if (final) entries.push({ path, file: new File(chunks as unknown as ConstructorParameters<typeof File>[0], path.split('/').pop() ?? path, { lastModified }) });
     };
     try {
       f.start();

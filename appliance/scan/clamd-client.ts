@@ -38,7 +38,6 @@ function unavailable(reason: string, cause?: unknown): AppError {
 
 /** A reply made printable and short enough for an error message or a log line. */
 export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
   const t = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
   return t.length > 200 ? `${t.slice(0, 200)}...` : t;
 }
@@ -120,6 +119,9 @@ export async function instream(addr: ClamdAddress, source: Buffer | Readable, ti
     stopped = true;
     if (!Buffer.isBuffer(source)) source.destroy();
   };
+  // An error of the source before we connect (e.g. a path stream that cannot open its file) must not be an
+  // unhandled 'error' event; the stream keeps it and the read loop below rethrows it.
+  if (!Buffer.isBuffer(source)) source.on('error', () => undefined);
   const exchanged = exchange(
     addr,
     timeoutMs,
@@ -149,9 +151,9 @@ export async function instream(addr: ClamdAddress, source: Buffer | Readable, ti
         if (Buffer.isBuffer(source)) {
           for (let off = 0; off < source.length && !stopped; off += chunkBytes) await send(source.subarray(off, off + chunkBytes));
         } else {
-          for await (const chunk of source) {
+          for await (const chunk of source as AsyncIterable<Buffer>) {
+            for (let off = 0; off < chunk.length && !stopped; off += chunkBytes) await send(chunk.subarray(off, off + chunkBytes));
             if (stopped) return;
-            await send(chunk as Buffer);
           }
         }
         if (stopped) return;

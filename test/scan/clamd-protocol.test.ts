@@ -1,12 +1,13 @@
 // What a scanner does when clamd misbehaves, with fake clamd servers on free loopback ports: silent (accepts,
 // never answers), stalling on real scans, answering OK to everything (no signatures), odd replies. Every case
 // must end in SCANNER_UNAVAILABLE within the deadline, never in "clean".
+import { createReadStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../../config/load.ts';
 import { silentLogger } from '../../appliance/log.ts';
-import { parseScanReply, parseVersion } from '../../appliance/scan/clamd-client.ts';
+import { instream, parseScanReply, parseVersion } from '../../appliance/scan/clamd-client.ts';
 import { createClamdScanner } from '../../appliance/scan/clamd-scanner.ts';
 import { EICAR } from '../../appliance/scan/test-signatures.ts';
 import { PYDICOM_DIR } from '../helpers/samples.ts';
@@ -131,4 +132,9 @@ t.test('reply parsing is strict', async (t) => {
   t.same(parseVersion('ClamAV 1.4.6/27431/Tue Nov 25 09:34:02 2026'), { engine: '1.4.6', database: 27431 });
   t.same(parseVersion('ClamAV 1.4.6'), { engine: '1.4.6' });
   t.equal(parseVersion('PONG'), null);
+});
+
+t.test('an error of the file itself is rethrown as it is (not a scanner problem)', async (t) => {
+  const port = await fakeClamd(t, { instream: detectsEicarOnly });
+  await t.rejects(instream({ host: '127.0.0.1', port }, createReadStream(path.join(PYDICOM_DIR, 'no-such-file.dcm')), 5000), { code: 'ENOENT' });
 });

@@ -242,6 +242,7 @@ export async function startClamd(opts: ClamdProcessOptions, log: Logger): Promis
       launch().then(
         () => log.info('clamd is back'),
         (err: Error) => {
+          if (stopping) return;
           backoffMs = Math.min(backoffMs * 2, 60_000);
           log.error({ err: err.message }, `clamd failed to start again; next try in ${backoffMs / 1000} s`);
           scheduleRestart();

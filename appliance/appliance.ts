@@ -81,6 +81,27 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
   const background = new AbortController();
   const tasks: Promise<unknown>[] = [];
 
+  /**
+   * Start our own clamd in the background (it loads its signatures for a while: a minute with freshclam's, so
+   * never hold up the start for it); if it cannot start, say why and try again every 30 s. Once it runs, it
+   * restarts itself if it crashes (managed-clamd.ts).
+   */
+  async function runManagedClamd(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        managed = await startManagedClamd(config, scanLog);
+        if (signal.aborted) await managed.stop();
+        return;
+      } catch (e) {
+        scanLog.error({ reason: (e as Error).message }, 'the managed clamd did not start: uploads are held until a scanner is available; trying again in 30 s');
+        await new Promise((r) => {
+          const timer = setTimeout(r, 30000);
+          signal.addEventListener('abort', () => (clearTimeout(timer), r(undefined)), { once: true });
+        });
+      }
+    }
+  }
+
   /** Keep the scanner's state fresh for /healthz, and scan held files again once the scanner is available. */
   async function watchScanner(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
@@ -112,18 +133,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     async start() {
       report = checkStore(config.dataDir, store, index, child(root, 'store'));
       const addr = await dicom.listen();
-      if (config.scan.clamd.manage) {
-        // clamd loads its signatures for a while (a minute with freshclam's): never hold up the start for it.
-        tasks.push(
-          startManagedClamd(config, scanLog).then(
-            (m) => {
-              managed = m;
-              if (background.signal.aborted) return m.stop();
-            },
-            (e) => scanLog.error({ reason: (e as Error).message }, 'the managed clamd did not start: uploads are held until a scanner is available'),
-          ),
-        );
-      }
+      if (config.scan.clamd.manage) tasks.push(runManagedClamd(background.signal));
       tasks.push(watchScanner(background.signal).catch((e) => scanLog.error({ err: e }, 'scanner watch failed')));
       return { dicom: addr };
     },

@@ -23,7 +23,7 @@ export const errorTable = {
   TOO_LARGE: { http: 413, dimse: 0xa700, expose: true, text: 'The data is larger than this appliance accepts.' },
   TOO_COMPLEX: { http: 422, dimse: 0xc000, expose: true, text: 'The DICOM data is nested too deeply or has too many elements.' },
   DISK_FULL: { http: 507, dimse: 0xa700, expose: false, text: 'The appliance is out of storage space.' },
-  SCANNER_UNAVAILABLE: { http: 503, dimse: 0xa700, expose: true, text: 'The malware scanner is not available; the file is held and will be scanned when it is back.' },
+  SCANNER_UNAVAILABLE: { http: 503, dimse: 0xa700, expose: false, text: 'The malware scanner is not available; the file is held and will be scanned when it is back.' },
   MALWARE: { http: 422, dimse: 0xc000, expose: true, text: 'The file was refused: the malware scanner found a threat in it.' },
   BAD_REQUEST: { http: 400, dimse: 0xc000, expose: true, text: 'The request is not valid.' },
   UNAUTHENTICATED: { http: 401, dimse: 0xc000, expose: true, text: 'Please log in.' },

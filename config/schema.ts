@@ -120,7 +120,7 @@ export const defaults: Config = {
     databaseDir: null,
   },
   upload: {
-    maxFileBytes: 2 * GiB,
+    maxFileBytes: 2 * 1000 ** 3, // under clamd's largest scannable file (2 GiB - 1)
     defaultAllowanceBytes: 10 * 1000 ** 3,
     defaultCodeDays: 14,
     maxFilesPerUpload: 20000,

@@ -184,3 +184,56 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
     stop: () => stop(),
   };
 }
+
+/**
+ * A tiny browser stand-in for HTTP-level tests: keeps cookies, remembers the CSRF token of the last page,
+ * never follows redirects (tests look at them).
+ */
+export interface HttpClient {
+  cookies: Map<string, string>;
+  csrf: string;
+  get(path: string, headers?: Record<string, string>): Promise<Response & { text_: string }>;
+  postForm(path: string, fields: Record<string, string>, opts?: { headers?: Record<string, string>; csrf?: string | null }): Promise<Response & { text_: string }>;
+  postJson(path: string, body: unknown, opts?: { headers?: Record<string, string>; csrf?: string | null }): Promise<Response & { text_: string }>;
+}
+
+export function createClient(base: string): HttpClient {
+  const cookies = new Map<string, string>();
+  const client: HttpClient = {
+    cookies,
+    csrf: '',
+    async get(path, headers = {}) {
+      return send(path, { method: 'GET', headers });
+    },
+    async postForm(path, fields, opts = {}) {
+      const csrf = opts.csrf === undefined ? client.csrf : opts.csrf;
+      const body = new URLSearchParams({ ...(csrf !== null ? { _csrf: csrf } : {}), ...fields });
+      return send(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...opts.headers }, body });
+    },
+    async postJson(path, body, opts = {}) {
+      const csrf = opts.csrf === undefined ? client.csrf : opts.csrf;
+      return send(path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...(csrf !== null ? { 'x-csrf-token': csrf } : {}), ...opts.headers },
+        body: JSON.stringify(body),
+      });
+    },
+  };
+  async function send(path: string, init: { method: string; headers: Record<string, string>; body?: string | URLSearchParams }) {
+    const cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await fetch(`${base}${path}`, { ...init, redirect: 'manual', headers: { ...(cookie ? { cookie } : {}), ...init.headers } });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = c.split(';');
+      const eq = pair.indexOf('=');
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      if (attrs.some((a) => /^\s*max-age=0\s*$/i.test(a)) || value === '') cookies.delete(name);
+      else cookies.set(name, value);
+    }
+    const text = await res.text();
+    const m = /<meta name="csrf-token" content="([^"]*)"/.exec(text);
+    if (m && m[1]) client.csrf = m[1];
+    return Object.assign(res, { text_: text });
+  }
+  return client;
+}

@@ -35,7 +35,7 @@ t.test('every key used by templates and the browser code exists', async (t) => {
   const used = new Set<string>();
   for (const f of files) {
     const text = readFileSync(f, 'utf8');
-    for (const m of text.matchAll(/\bt\(\s*'([\w.]+)'/g)) used.add(m[1]);
+    for (const m of text.matchAll(/\bt\(\s*'([\w.]+)'/g)) if (!m[1].endsWith('.')) used.add(m[1]); // 'lang.' + l: built at run time
   }
   t.ok(used.size > 60, `${used.size} keys used`);
   for (const k of used) if (!(k in cats.en)) t.fail(`missing from the catalogue: ${k}`);

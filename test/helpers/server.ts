@@ -8,7 +8,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAppliance, type Appliance } from '../../appliance/appliance.ts';
@@ -32,7 +33,6 @@ export const TEST_INSTITUTION = {
 };
 
 interface TapLike {
-  testdir(): string;
   teardown(fn: () => unknown): void;
 }
 
@@ -40,7 +40,10 @@ export interface ServerOptions {
   mode?: 'process' | 'in-process';
   /** Merged over the test config (objects key by key; arrays and values replace). */
   config?: Record<string, unknown>;
-  /** Folder for config and data; default t.testdir(). */
+  /**
+   * Folder for config and data. Default: a fresh folder under the system temp dir, removed after the test (not
+   * t.testdir(): a test calling t.testdir() itself would wipe the server's folder).
+   */
   dir?: string;
 }
 
@@ -109,7 +112,12 @@ async function waitHealthy(url: string, proc: ChildProcess | null, out: () => st
 }
 
 export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise<TestServer> {
-  const dir = opts.dir ?? t.testdir();
+  let dir = opts.dir;
+  if (!dir) {
+    const own = mkdtempSync(path.join(os.tmpdir(), 'uplink-test-'));
+    t.teardown(() => rmSync(own, { recursive: true, force: true })); // runs after the server stopped (teardowns run last first)
+    dir = own;
+  }
   const { configPath, config } = await writeTestConfig(dir, opts.config);
   const url = `http://127.0.0.1:${config.http.port}`;
   let out = '';

@@ -8,7 +8,8 @@
  *   - portal/uploader.ts: the Uploader START UPLOAD hands the selection to (now: the summary only).
  * Nothing is sent to the server before START UPLOAD (after consent): headers are read in this browser only.
  *
- * For tests and measurements, #portal carries data-busy ("true" while files are being read),
+ * For tests and measurements, #portal carries data-busy ("true" while files are being read), data-adds
+ * (additions completed),
  * data-last-add-files / data-last-add-ms (files and milliseconds of the last addition, until Panel 2 showed
  * them) and data-longest-task-ms (the longest main-thread task seen, a freeze would show there).
  */
@@ -79,6 +80,7 @@ export function startUploadPage(opts: { uploader?: Uploader } = {}): void {
   const uploader = opts.uploader ?? createSelectionUploader();
   let chain: Promise<void> = Promise.resolve();
   let busy = 0;
+  let adds = 0;
   let locked = false; // after START UPLOAD succeeded
   let sending = false;
 
@@ -226,6 +228,7 @@ export function startUploadPage(opts: { uploader?: Uploader } = {}): void {
     const ms = performance.now() - t0;
     showProgress(t('progress.done'), true);
     d.lastAddFiles = String(cands.length);
+    d.adds = String(++adds);
     d.lastAddMs = String(Math.round(ms));
     root.dispatchEvent(new CustomEvent('uplink:added', { detail: { files: cands.length, ms } }));
   };

@@ -5,6 +5,7 @@
 import type { Config } from '../config/schema.ts';
 import { createAuditLog, type AuditLog } from './audit/audit-log.ts';
 import { createDicomServer, type DicomServer } from './dimse/scp.ts';
+import { createForwarding, type Forwarding, type ForwardingDeps } from './forward/forwarding.ts';
 import { createAnonymiseStore, type AnonymiseStore } from './intake/anonymise-store.ts';
 import { createIngest, type Ingest, type Transformer } from './intake/ingest.ts';
 import { createTransformer } from './intake/transform.ts';
@@ -38,6 +39,8 @@ export interface Appliance {
   readonly ingest: Ingest;
   readonly dicom: DicomServer;
   readonly scanner: Scanner;
+  /** Forwarding and DICOM transfer: queue status, enqueue a study or series, resend, C-ECHO (forward/forwarding.ts). */
+  readonly forward: Forwarding;
   /** Start the DICOM listener (after the start-up checks), and the managed clamd in the background. */
   start(): Promise<{ dicom: { host: string; port: number } }>;
   stop(): Promise<void>;
@@ -50,6 +53,8 @@ export interface ApplianceOptions {
   /** Default: the policy transformer (intake/transform.ts): anonymise, label, sanitise preambles. */
   transformer?: Transformer;
   hooks?: CommitHook[];
+  /** Forwarding worker options (tests): see ForwardingDeps. */
+  forward?: Pick<ForwardingDeps, 'worker' | 'settleMs'>;
 }
 
 export function createAppliance(config: Config, root: Logger, opts: ApplianceOptions = {}): Appliance {
@@ -62,6 +67,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
   const transformer = opts.transformer ?? createTransformer({ config, log: child(root, 'intake'), store, audit, anon: anonymise });
   const scanLog = child(root, 'scan');
   const scanner = opts.scanner ?? createClamdScanner(config, scanLog);
+  const forward = createForwarding({ config, db, audit, store, log: child(root, 'forward'), ...opts.forward });
   const ingest = createIngest({
     config,
     log: child(root, 'intake'),
@@ -71,7 +77,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     audit,
     scanner,
     transformer,
-    hooks: opts.hooks,
+    // Forwarding jobs are written in the transaction that commits the instance.
+    hooks: [forward.hook, ...(opts.hooks ?? [])],
   });
   const dicom = createDicomServer({ config, log: child(root, 'dicom'), db, store, ingest });
   let report: ConsistencyReport | null = null;
@@ -130,16 +137,21 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     ingest,
     dicom,
     scanner,
+    forward,
     async start() {
       report = checkStore(config.dataDir, store, index, child(root, 'store'));
       const addr = await dicom.listen();
       if (config.scan.clamd.manage) tasks.push(runManagedClamd(background.signal));
       tasks.push(watchScanner(background.signal).catch((e) => scanLog.error({ err: e }, 'scanner watch failed')));
+      // Resumes jobs a crash left 'sending', then sends whatever is due.
+      forward.start();
       return { dicom: addr };
     },
     async stop() {
       background.abort();
       await dicom.close();
+      // Undelivered jobs go back to the queue before the database closes.
+      await forward.stop();
       await Promise.allSettled(tasks);
       await managed?.stop();
       if (dbOpen) {

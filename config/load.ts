@@ -139,6 +139,7 @@ export function validate(raw: unknown): Config {
       retryInitialSeconds: (x, p) => c.int(x, p, 1, 86400), retryMaxSeconds: (x, p) => c.int(x, p, 1, 7 * 86400),
       giveUpAfterHours: (x, p) => c.int(x, p, 1, 24 * 365), maxInstancesPerAssociation: (x, p) => c.int(x, p, 1, 1_000_000),
       maxBytesPerAssociation: (x, p) => c.int(x, p, 1024, 2 ** 46),
+      concurrentDestinations: (x, p) => c.int(x, p, 1, 64), associationsPerDestination: (x, p) => c.int(x, p, 1, 16),
     }],
     ['session', { idleMinutes: (x, p) => c.int(x, p, 1, 24 * 60), absoluteHours: (x, p) => c.int(x, p, 1, 24 * 30) }],
     ['portal', {

@@ -71,6 +71,8 @@ export interface Config {
     giveUpAfterHours: number;
     maxInstancesPerAssociation: number;
     maxBytesPerAssociation: number;
+    concurrentDestinations: number;
+    associationsPerDestination: number;
   };
   session: { idleMinutes: number; absoluteHours: number };
   portal: {
@@ -141,6 +143,8 @@ export const defaults: Config = {
     giveUpAfterHours: 168,
     maxInstancesPerAssociation: 1000,
     maxBytesPerAssociation: 4 * GiB,
+    concurrentDestinations: 4,
+    associationsPerDestination: 2,
   },
   session: { idleMinutes: 30, absoluteHours: 12 },
   portal: {
@@ -210,7 +214,9 @@ export const keyDocs: KeyDoc[] = [
   { path: 'forward.retryMaxSeconds', doc: 'Cap on the retry delay.', example: '600' },
   { path: 'forward.giveUpAfterHours', doc: 'Transient failures for this long turn a job into failed (resendable).', example: '336' },
   { path: 'forward.maxInstancesPerAssociation', doc: 'Most instances sent over one association.', example: '500' },
-  { path: 'forward.maxBytesPerAssociation', doc: 'Most bytes sent over one association.', example: '2147483648' },
+  { path: 'forward.maxBytesPerAssociation', doc: 'Most bytes sent over one association (an instance larger than this still goes, alone).', example: '2147483648' },
+  { path: 'forward.concurrentDestinations', doc: 'Destinations sent to at the same time; the others wait their turn.', example: '8' },
+  { path: 'forward.associationsPerDestination', doc: 'Associations open to one destination at the same time, each for a different study (one study never goes over two associations at once).', example: '1' },
   { path: 'session.idleMinutes', doc: 'A console or portal session ends after this long without a request.', example: '15' },
   { path: 'session.absoluteHours', doc: 'A session ends this long after login, active or not.', example: '8' },
   { path: 'portal.defaultLanguage', doc: 'Language of the portal when the browser asks for none we have ("en" or "nl"); the page has a switch.', example: '"nl"' },

@@ -242,6 +242,7 @@ export function createIngest(deps: IngestDeps): Ingest {
               callingAE: origin.callingAE,
               remoteIP: origin.remoteIP,
               uploadRef: origin.uploadRef,
+              policy: origin.policy,
               labels: policy.label ? [policy.label] : [],
               workflowStatus: policy.workflowStatus,
             },

@@ -16,6 +16,8 @@ export interface InstanceRecord {
   callingAE?: string;
   remoteIP?: string;
   uploadRef?: number;
+  /** The intake policy it was stored under (a key of config.policies); commit hooks (auto-forward) use it. */
+  policy?: string;
   /** Applied when this instance creates its study. */
   labels: string[];
   workflowStatus: string | null;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createTranslate, isLang, LANGS, negotiateLang, type Catalogue, type Lang, type Translate } from '../../views/src/common/translate.ts';
 
 export type { Lang, Translate };
-export { LANGS };
+export { LANGS, isLang };
 
 export const LANG_COOKIE = 'uplink-lang';
 

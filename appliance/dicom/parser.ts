@@ -88,6 +88,9 @@ interface Encoding {
   littleEndian: boolean;
 }
 
+type What = string | (() => string);
+const describe = (w: What) => (typeof w === 'string' ? w : w());
+
 class Ctx {
   pos = 0;
   elements = 0;
@@ -97,17 +100,18 @@ class Ctx {
     readonly limits: Limits,
   ) {}
 
-  *read(n: number, what: string, eofOk = false): Gen<Buffer> {
+  /** `what` names the bytes for the error message (a function: messages are built only when needed). */
+  *read(n: number, what: What, eofOk = false): Gen<Buffer> {
     const b: Buffer = yield { op: 'read', n };
-    if (b.length < n && !(eofOk && b.length === 0)) throw new AppError('TRUNCATED', `The data ends inside ${what} at byte ${this.pos + b.length}.`);
+    if (b.length < n && !(eofOk && b.length === 0)) throw new AppError('TRUNCATED', `The data ends inside ${describe(what)} at byte ${this.pos + b.length}.`);
     this.pos += b.length;
     return b;
   }
 
-  *skip(n: number, what: string): Gen<void> {
+  *skip(n: number, what: What): Gen<void> {
     const skipped: number = yield { op: 'skip', n };
     this.pos += skipped;
-    if (skipped < n) throw new AppError('TRUNCATED', `The data ends inside ${what}: ${n} bytes declared at byte ${this.pos - skipped}, ${skipped} present.`);
+    if (skipped < n) throw new AppError('TRUNCATED', `The data ends inside ${describe(what)}: ${n} bytes declared at byte ${this.pos - skipped}, ${skipped} present.`);
   }
 }
 
@@ -148,19 +152,19 @@ function* walkDataset(ctx: Ctx, enc: Encoding, end: number | undefined, depth: n
     let vr: string;
     let length: number;
     if (enc.explicitVR) {
-      const vb = yield* ctx.read(4, `the header of element ${tagString(t)}`);
+      const vb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
       vr = vb.toString('latin1', 0, 2);
       if (!KNOWN_VRS.has(vr)) {
         throw new AppError('MALFORMED', `Element ${tagString(t)} at byte ${offset} has an unknown VR "${vr.replace(/[^\x20-\x7e]/g, '?')}".`);
       }
       if (LONG_VRS.has(vr)) {
-        const lb = yield* ctx.read(4, `the header of element ${tagString(t)}`);
+        const lb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
         length = u32(lb, 0, le);
       } else {
         length = u16(vb, 2, le);
       }
     } else {
-      const lb = yield* ctx.read(4, `the header of element ${tagString(t)}`);
+      const lb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
       length = u32(lb, 0, le);
       vr = dictionaryVR(t);
     }
@@ -192,10 +196,10 @@ function* walkDataset(ctx: Ctx, enc: Encoding, end: number | undefined, depth: n
     } else if (action === 'value') {
       if (length > ctx.limits.maxValueBytes)
         throw new AppError('TOO_LARGE', `Element ${tagString(t)} has a ${length}-byte value; at most ${ctx.limits.maxValueBytes} are read.`);
-      const v = yield* ctx.read(length, `the value of element ${tagString(t)}`);
+      const v = yield* ctx.read(length, () => `the value of element ${tagString(t)}`);
       ctx.visitor.value?.(e, v);
     } else {
-      yield* ctx.skip(length, `the value of element ${tagString(t)}`);
+      yield* ctx.skip(length, () => `the value of element ${tagString(t)}`);
     }
   }
 }
@@ -210,7 +214,7 @@ function* walkSequence(ctx: Ctx, seq: Element, enc: Encoding, depth: number, pat
       return 'done';
     }
     const offset = ctx.pos;
-    const h = yield* ctx.read(8, `an item of sequence ${tagString(seq.tag)}`);
+    const h = yield* ctx.read(8, () => `an item of sequence ${tagString(seq.tag)}`);
     const t = readTag(h, le);
     const len = u32(h, 4, le);
     if (t === Tags.SequenceDelimitation) {

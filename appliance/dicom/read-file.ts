@@ -214,10 +214,17 @@ export class FileSource implements Source {
   private winStart = 0;
   private pos = 0;
   private inflated: InflatingSource | null = null;
+  /** `window`: bytes read at a time (a small file may be read whole at once). */
   constructor(
     private fh: FileHandle,
     readonly size: number,
+    private readonly window = WINDOW,
   ) {}
+
+  /** The whole file, if the window holds all of it (small files). */
+  wholeFile(): Buffer | undefined {
+    return this.winStart === 0 && this.win.length === this.size ? this.win : undefined;
+  }
 
   /** Position in the file (before inflation) or in the inflated data (after). */
   get position(): number {
@@ -227,7 +234,7 @@ export class FileSource implements Source {
   private async fill(n: number): Promise<void> {
     const have = this.winStart + this.win.length - this.pos;
     if (this.pos >= this.winStart && have >= n) return;
-    const want = Math.max(n, WINDOW);
+    const want = Math.max(n, this.window);
     const buf = Buffer.allocUnsafe(Math.min(want, Math.max(0, this.size - this.pos)));
     let got = 0;
     while (got < buf.length) {

@@ -517,69 +517,147 @@ class Planner {
   }
 }
 
-/** Pass 2 output: coalesces small writes, hashes, and overlaps the hashing and writing of one buffer with reading the next. */
+/** Largest buffer of the output pipeline; BUFFERS of them at most (bounded memory whatever the file size). */
 const WRITE_BUFFER = 4 * 1024 * 1024;
+const BUFFERS = 3;
+/** Files up to this size are read whole, once. */
+const SMALL_FILE = 1024 * 1024;
 
+/**
+ * Pass 2 output: coalesces small pieces into a buffer, hashes every byte on its way out, and keeps the disk
+ * busy: a long copy reads the next buffer while the current one is hashed and the previous one is written
+ * (positional writes, so they may finish in any order). Buffers are sized to the file, so a small file does
+ * not pay for big ones.
+ */
 class HashingWriter {
-  static readonly SIZE = WRITE_BUFFER;
-  private bufs = [Buffer.allocUnsafe(WRITE_BUFFER), Buffer.allocUnsafe(WRITE_BUFFER)];
-  private cur = 0;
+  private readonly bufSize: number;
+  private readonly free: Buffer[] = [];
+  private allocated = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private error: unknown;
+  private staging: Buffer | null = null;
   private used = 0;
-  private writing: Promise<void> | null = null;
   private pos = 0;
   readonly hash: Hash = createHash('sha256');
   size = 0;
-  constructor(private readonly fh: FileHandle) {}
 
-  private async writeAll(buf: Buffer, at: number): Promise<void> {
+  constructor(
+    private readonly fh: FileHandle,
+    sizeHint: number,
+  ) {
+    this.bufSize = Math.min(WRITE_BUFFER, Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(sizeHint + 16 * 1024))));
+  }
+
+  private async acquire(): Promise<Buffer> {
+    for (;;) {
+      if (this.error) throw this.error;
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.allocated < BUFFERS) {
+        this.allocated++;
+        return Buffer.allocUnsafeSlow(this.bufSize);
+      }
+      await Promise.race(this.inflight);
+    }
+  }
+
+  private async writeAll(buf: Buffer, n: number, at: number): Promise<void> {
     let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, at + off);
+    while (off < n) {
+      const { bytesWritten } = await this.fh.write(buf, off, n - off, at + off);
       off += bytesWritten;
     }
   }
 
-  /** Hand the current buffer to the disk (the previous write must have finished) and switch buffers. */
-  private async rotate(): Promise<void> {
-    if (this.used === 0) return;
-    const buf = this.bufs[this.cur].subarray(0, this.used);
-    this.hash.update(buf);
-    if (this.writing) await this.writing;
-    this.writing = this.writeAll(buf, this.pos);
-    this.pos += buf.length;
-    this.size += buf.length;
-    this.cur ^= 1;
+  /** Hash `n` bytes of `buf` and start writing them at the current output position; `buf` returns to the pool when written. */
+  private emit(buf: Buffer, n: number): void {
+    this.hash.update(n === buf.length ? buf : buf.subarray(0, n));
+    const p: Promise<void> = this.writeAll(buf, n, this.pos).then(
+      () => {
+        this.inflight.delete(p);
+        this.free.push(buf);
+      },
+      (e) => {
+        this.inflight.delete(p);
+        this.error ??= e;
+      },
+    );
+    this.inflight.add(p);
+    this.pos += n;
+    this.size += n;
+  }
+
+  private flushStaging(): void {
+    if (this.staging && this.used > 0) this.emit(this.staging, this.used);
+    else if (this.staging) this.free.push(this.staging);
+    this.staging = null;
     this.used = 0;
   }
 
   async push(b: Buffer): Promise<void> {
     let off = 0;
     while (off < b.length) {
-      const k = Math.min(b.length - off, HashingWriter.SIZE - this.used);
-      b.copy(this.bufs[this.cur], this.used, off, off + k);
+      this.staging ??= await this.acquire();
+      const k = Math.min(b.length - off, this.bufSize - this.used);
+      b.copy(this.staging, this.used, off, off + k);
       this.used += k;
       off += k;
-      if (this.used === HashingWriter.SIZE) await this.rotate();
+      if (this.used === this.bufSize) this.flushStaging();
     }
   }
 
-  /** Copy `len` bytes of `src` from `at`, straight into the output buffers. */
-  async copyFrom(src: FileHandle, at: number, len: number): Promise<void> {
-    let done = 0;
-    while (done < len) {
-      const room = HashingWriter.SIZE - this.used;
-      const { bytesRead } = await src.read(this.bufs[this.cur], this.used, Math.min(room, len - done), at + done);
-      if (bytesRead === 0) throw new AppError('TRUNCATED', `The file ends at byte ${at + done}, before the ${len} bytes its header declares.`);
-      this.used += bytesRead;
-      done += bytesRead;
-      if (this.used === HashingWriter.SIZE) await this.rotate();
+  private async readFull(src: FileHandle, buf: Buffer, off: number, n: number, at: number): Promise<void> {
+    let got = 0;
+    while (got < n) {
+      const { bytesRead } = await src.read(buf, off + got, n - got, at + got);
+      if (bytesRead === 0) throw new AppError('TRUNCATED', `The file ends at byte ${at + got}, before the bytes its header declares.`);
+      got += bytesRead;
+    }
+  }
+
+  /** Copy `len` bytes of `src` from `at`: short ranges into the staging buffer, long ones through the read-ahead pipeline. */
+  async copyFrom(src: FileHandle, at: number, len: number, cached?: Buffer): Promise<void> {
+    if (len <= 0) return;
+    if (cached) return this.push(cached.subarray(at, at + len));
+    // fill the staging buffer first
+    if (this.staging || len < this.bufSize) {
+      this.staging ??= await this.acquire();
+      const k = Math.min(len, this.bufSize - this.used);
+      await this.readFull(src, this.staging, this.used, k, at);
+      this.used += k;
+      if (this.used === this.bufSize) this.flushStaging();
+      at += k;
+      len -= k;
+      if (len <= 0) return;
+      if (len < this.bufSize) return this.copyFrom(src, at, len);
+    }
+    // whole buffers: the next read is under way while this one is hashed and written
+    const readChunk = async (from: number, n: number) => {
+      const buf = await this.acquire();
+      await this.readFull(src, buf, 0, n, from);
+      return { buf, n };
+    };
+    let next = readChunk(at, Math.min(this.bufSize, len));
+    while (len > 0) {
+      const { buf, n } = await next;
+      at += n;
+      len -= n;
+      if (len >= this.bufSize) next = readChunk(at, this.bufSize);
+      this.emit(buf, n);
+      if (len > 0 && len < this.bufSize) return this.copyFrom(src, at, len);
     }
   }
 
   async end(): Promise<string> {
-    await this.rotate();
-    if (this.writing) await this.writing;
+    this.flushStaging();
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+    if (this.error) throw this.error;
     return this.hash.digest('hex');
+  }
+
+  /** Wait for writes under way (after a failure, before the output is removed). */
+  async settle(): Promise<void> {
+    while (this.inflight.size) await Promise.allSettled([...this.inflight]);
   }
 }
 
@@ -650,9 +728,11 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
   };
   const inFh = await open(input, 'r');
   let outFh: FileHandle | undefined;
+  let w: HashingWriter | undefined;
   try {
     const { size } = await inFh.stat();
-    const src = new FileSource(inFh, size);
+    // a small file is read once, whole, and both passes work from memory
+    const src = new FileSource(inFh, size, size <= SMALL_FILE ? size : undefined);
     let end: number;
     try {
       const r = await drive(parsePart10(visitor, opts.limits ?? defaultLimits), src);
@@ -680,20 +760,21 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
     });
 
     outFh = await open(output, 'w');
-    const w = new HashingWriter(outFh);
-    await w.push(head);
+    const writer = (w = new HashingWriter(outFh, size + 64 * 1024));
+    await writer.push(head);
     if (!info.deflated) {
+      const whole = src.wholeFile();
       let cursor = meta.datasetOffset;
       for (const s of planner.splices) {
-        await w.copyFrom(inFh, cursor, s.start - cursor);
-        await w.push(s.bytes);
+        await writer.copyFrom(inFh, cursor, s.start - cursor, whole);
+        await writer.push(s.bytes);
         cursor = s.end;
       }
-      await w.copyFrom(inFh, cursor, size - cursor);
+      await writer.copyFrom(inFh, cursor, size - cursor, whole);
     } else {
       const sink = new Writable({
         write(chunk: Buffer, _enc, cb) {
-          w.push(chunk).then(() => cb(), cb);
+          writer.push(chunk).then(() => cb(), cb);
         },
       });
       await pipeline(
@@ -707,12 +788,12 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
         throw new AppError('MALFORMED', `The deflated dataset cannot be inflated: ${(e as Error).message}`);
       });
     }
-    const sha256 = await w.end();
+    const sha256 = await writer.end();
     await outFh.close();
     outFh = undefined;
     return {
       sha256,
-      size: w.size,
+      size: writer.size,
       preamble: preambleKind(meta.preamble),
       transferSyntaxUID: ts,
       deflated: info.deflated,
@@ -722,6 +803,7 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
       privateCreatorTag: planner.privateCreatorTag,
     };
   } catch (e) {
+    await w?.settle();
     if (outFh) await outFh.close().catch(() => undefined);
     await rm(output, { force: true });
     throw e;

@@ -1,0 +1,220 @@
+/**
+ * Benchmark (not a test): `npm run bench:rewrite`.
+ *
+ * Rewrites (anonymise rules + the UPLINK private block, as the upload policy does) a generated 300 MB
+ * multi-frame file and a folder of 2,000 small real files (copies of pydicom's CT_small), and compares with
+ * `cp` of the same bytes in the same run (page cache warm for both; `sync` before each timed step, neither
+ * fsyncs its output). Prints MB/s, the ratio
+ * and the peak memory of this process above what it used before the first rewrite.
+ *
+ * Options: --big-mb N (default 300), --small N (default 2000), --rounds N (default 3), --concurrency N
+ * (small files rewritten N at a time, as parallel uploads would; default 4), --keep (keep the temp folder).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Tags } from '../../appliance/dicom/dictionary.ts';
+import { rewrite, type EditRule, type PrivateBlock } from '../../appliance/dicom/rewrite.ts';
+import { DEIDENTIFICATION_METHOD } from '../../appliance/intake/transform.ts';
+import { PYDICOM_DIR } from '../helpers/samples.ts';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const BIG_MB = arg('big-mb', 300);
+const SMALL = arg('small', 2000);
+const ROUNDS = arg('rounds', 3);
+const CONCURRENCY = arg('concurrency', 4);
+const MB = 1024 * 1024;
+
+const RULES: EditRule[] = [
+  { tag: Tags.PatientID, where: 'top', insert: true, value: 'UP0123456789ABCD' },
+  { tag: Tags.PatientID, where: 'nested', value: (c) => (c.text ? 'UP0123456789ABCD' : undefined) },
+  { tag: Tags.IssuerOfPatientID, where: 'top', insert: true, value: 'UPLINK' },
+  { tag: Tags.OtherPatientIDs, where: 'any', value: null },
+  { tag: Tags.OtherPatientIDsSequence, where: 'any', value: null },
+  { tag: Tags.AccessionNumber, where: 'top', insert: true, value: 'UA0123456789ABCD' },
+  { tag: Tags.IssuerOfAccessionNumberSequence, where: 'any', value: null },
+  { tag: Tags.DeidentificationMethod, where: 'top', insert: true, value: DEIDENTIFICATION_METHOD },
+];
+const BLOCK: PrivateBlock = {
+  group: 0x0011,
+  creator: 'UPLINK',
+  elements: [
+    { element: 0x01, vr: 'LO', value: ['Uploaded'] },
+    { element: 0x02, vr: 'LO', value: 'U-1234' },
+    { element: 0x03, vr: 'CS', value: 'CODE' },
+    { element: 0x05, vr: 'LT', value: 'Please compare with the previous study.' },
+    { element: 0x07, vr: 'DT', value: '20240506070809+0000' },
+  ],
+};
+
+/** An explicit VR little endian multi-frame file of about `mb` MB, written in 1 MB chunks. */
+async function generateBig(file: string, mb: number): Promise<void> {
+  const el = (group: number, element: number, vr: string, value: Buffer) => {
+    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
+    const h = Buffer.alloc(long ? 12 : 8);
+    h.writeUInt16LE(group, 0);
+    h.writeUInt16LE(element, 2);
+    h.write(vr, 4, 'latin1');
+    if (long) h.writeUInt32LE(value.length, 8);
+    else h.writeUInt16LE(value.length, 6);
+    return Buffer.concat([h, value]);
+  };
+  const txt = (s: string, pad = ' ') => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
+  const us = (n: number) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(n);
+    return b;
+  };
+  const frames = Math.floor((mb * MB) / (512 * 512 * 2));
+  const pixelBytes = frames * 512 * 512 * 2;
+  const meta = Buffer.concat([
+    el(2, 1, 'OB', Buffer.from([0, 1])),
+    el(2, 2, 'UI', txt('1.2.840.10008.5.1.4.1.1.2.1', '\0')),
+    el(2, 3, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.1', '\0')),
+    el(2, 0x10, 'UI', txt('1.2.840.10008.1.2.1', '\0')),
+  ]);
+  const gl = Buffer.alloc(4);
+  gl.writeUInt32LE(meta.length);
+  const head = Buffer.concat([
+    Buffer.alloc(128),
+    Buffer.from('DICM'),
+    el(2, 0, 'UL', gl),
+    meta,
+    el(8, 5, 'CS', txt('ISO_IR 100')),
+    el(8, 0x16, 'UI', txt('1.2.840.10008.5.1.4.1.1.2.1', '\0')),
+    el(8, 0x18, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.1', '\0')),
+    el(8, 0x50, 'SH', txt('ACC-ORIGINAL')),
+    el(8, 0x60, 'CS', txt('CT')),
+    el(0x10, 0x10, 'PN', txt('Bench^Patient')),
+    el(0x10, 0x20, 'LO', txt('PID-ORIGINAL')),
+    el(0x20, 0x0d, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.2', '\0')),
+    el(0x20, 0x0e, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.3', '\0')),
+    el(0x28, 0x02, 'US', us(1)),
+    el(0x28, 0x04, 'CS', txt('MONOCHROME2')),
+    el(0x28, 0x08, 'IS', txt(String(frames))),
+    el(0x28, 0x10, 'US', us(512)),
+    el(0x28, 0x11, 'US', us(512)),
+    el(0x28, 0x100, 'US', us(16)),
+    el(0x28, 0x101, 'US', us(12)),
+    el(0x28, 0x102, 'US', us(11)),
+    el(0x28, 0x103, 'US', us(0)),
+  ]);
+  const pxHead = Buffer.alloc(12);
+  pxHead.writeUInt16LE(0x7fe0, 0);
+  pxHead.writeUInt16LE(0x0010, 2);
+  pxHead.write('OW', 4, 'latin1');
+  pxHead.writeUInt32LE(pixelBytes, 8);
+  const ws = createWriteStream(file);
+  let failed: Error | undefined;
+  ws.on('error', (e) => (failed = e));
+  const write = (b: Buffer) =>
+    new Promise<void>((res, rej) => {
+      if (failed) return rej(failed);
+      if (ws.write(b)) res();
+      else ws.once('drain', res);
+    });
+  await write(Buffer.concat([head, pxHead]));
+  const chunk = Buffer.alloc(MB);
+  for (let i = 0; i < chunk.length; i += 2) chunk.writeUInt16LE((i * 7) & 0xfff, i);
+  for (let left = pixelBytes; left > 0; left -= chunk.length) await write(left >= chunk.length ? chunk : chunk.subarray(0, left));
+  await new Promise<void>((res) => ws.end(res));
+}
+
+function warm(paths: string[]): void {
+  // read everything once so both cp and rewrite start from a warm page cache
+  for (const p of paths) spawnSync('cat', [p], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
+const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+let sampledPeak = 0;
+const sampler = setInterval(() => (sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss())), 5);
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'uplink-bench-rewrite-'));
+  try {
+    console.log(`Uplink rewrite benchmark (${os.cpus().length} CPUs, Node ${process.version}); data in ${dir}`);
+    const big = path.join(dir, 'big.dcm');
+    await generateBig(big, BIG_MB);
+    const bigSize = statSync(big).size;
+    const smallDir = path.join(dir, 'small');
+    mkdirSync(smallDir);
+    const sample = path.join(PYDICOM_DIR, 'CT_small.dcm');
+    for (let i = 0; i < SMALL; i++) copyFileSync(sample, path.join(smallDir, `${String(i).padStart(5, '0')}.dcm`));
+    const smallFiles = readdirSync(smallDir).map((f) => path.join(smallDir, f));
+    const smallBytes = smallFiles.reduce((n, f) => n + statSync(f).size, 0);
+    warm([big, ...smallFiles]);
+
+    global.gc?.();
+    const baseRss = process.memoryUsage.rss();
+    sampledPeak = baseRss;
+    const out = path.join(dir, 'out');
+    // before each timed step: no output left, and no dirty pages of earlier steps still being written back
+    const reset = () => {
+      rmSync(out, { recursive: true, force: true });
+      mkdirSync(out);
+      spawnSync('sync');
+    };
+
+    const results: { name: string; bytes: number; cp: number[]; rw: number[] }[] = [
+      { name: `1 file of ${(bigSize / MB).toFixed(0)} MB`, bytes: bigSize, cp: [], rw: [] },
+      { name: `${SMALL} files of ${(smallBytes / SMALL / 1024).toFixed(0)} KB (${CONCURRENCY} at a time)`, bytes: smallBytes, cp: [], rw: [] },
+    ];
+    for (let round = 0; round < ROUNDS; round++) {
+      reset();
+      let t0 = process.hrtime.bigint();
+      execFileSync('cp', [big, path.join(out, 'big.dcm')]);
+      results[0].cp.push(seconds(t0));
+      reset();
+      t0 = process.hrtime.bigint();
+      await rewrite(big, path.join(out, 'big.dcm'), RULES, { privateBlock: BLOCK });
+      results[0].rw.push(seconds(t0));
+
+      reset();
+      t0 = process.hrtime.bigint();
+      execFileSync('cp', ['-r', smallDir, path.join(out, 'small')]);
+      results[1].cp.push(seconds(t0));
+      reset();
+      const dest = path.join(out, 'small');
+      mkdirSync(dest);
+      t0 = process.hrtime.bigint();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < smallFiles.length) {
+            const f = smallFiles[next++];
+            await rewrite(f, path.join(dest, path.basename(f)), RULES, { privateBlock: BLOCK });
+          }
+        }),
+      );
+      results[1].rw.push(seconds(t0));
+    }
+    reset();
+    const peak = Math.max(sampledPeak, process.resourceUsage().maxRSS * 1024);
+
+    console.log('');
+    console.log('| Workload | cp | rewrite | rewrite / cp |');
+    console.log('|---|---|---|---|');
+    for (const r of results) {
+      const cp = r.bytes / MB / median(r.cp);
+      const rw = r.bytes / MB / median(r.rw);
+      console.log(`| ${r.name} | ${cp.toFixed(0)} MB/s | ${rw.toFixed(0)} MB/s | ${(rw / cp).toFixed(2)}x |`);
+    }
+    console.log('');
+    console.log(`Memory: ${(baseRss / MB).toFixed(0)} MB resident before the first rewrite, peak ${(peak / MB).toFixed(0)} MB: ${((peak - baseRss) / MB).toFixed(0)} MB extra.`);
+    console.log(`(median of ${ROUNDS} rounds; SHA-256 of every output computed while writing; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+  } finally {
+    clearInterval(sampler);
+    if (!process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,5 +1,4 @@
 /**
-import { TextDecoder } from 'node:util';
  * Specific Character Set (0008,0005) handling: decode text values to JavaScript strings for the index, and
  * encode our own text (labels, comments) into a file's own character set, replacing what it cannot hold.
  */

@@ -31,6 +31,7 @@ import { encodeText, parseCharsetTerms, decodeValue } from './charset.ts';
 import { dictionaryVR, elementOf, groupOf, LONG_VRS, tag as makeTag, Tags, tagString } from './dictionary.ts';
 import { buildFileMeta } from './part10.ts';
 import { defaultLimits, parsePart10, UNDEFINED_LENGTH, type Element, type Limits, type MetaInfo, type PathStep, type Visitor } from './parser.ts';
+import { createParallelHash, sharedBuffer, type ParallelHash } from './parallel-hash.ts';
 import { drive, FileSource, MAX_INFLATED_BYTES, readChunks } from './read-file.ts';
 import { syntaxInfo } from './transfer-syntax.ts';
 
@@ -522,6 +523,8 @@ const WRITE_BUFFER = 4 * 1024 * 1024;
 const BUFFERS = 3;
 /** Files up to this size are read whole, once. */
 const SMALL_FILE = 1024 * 1024;
+/** Outputs from this size on are hashed on a worker thread while they are read and written. */
+const PARALLEL_HASH_MIN = 16 * 1024 * 1024;
 
 /**
  * Pass 2 output: coalesces small pieces into a buffer, hashes every byte on its way out, and keeps the disk
@@ -538,7 +541,9 @@ class HashingWriter {
   private staging: Buffer | null = null;
   private used = 0;
   private pos = 0;
-  readonly hash: Hash = createHash('sha256');
+  /** Big files are hashed on a worker thread (buffers shared with it), small ones here. */
+  private readonly hash: Hash | null;
+  private readonly parallel: ParallelHash | null;
   size = 0;
 
   constructor(
@@ -546,6 +551,8 @@ class HashingWriter {
     sizeHint: number,
   ) {
     this.bufSize = Math.min(WRITE_BUFFER, Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(sizeHint + 16 * 1024))));
+    this.parallel = sizeHint >= PARALLEL_HASH_MIN ? createParallelHash() : null;
+    this.hash = this.parallel ? null : createHash('sha256');
   }
 
   private async acquire(): Promise<Buffer> {
@@ -555,7 +562,7 @@ class HashingWriter {
       if (b) return b;
       if (this.allocated < BUFFERS) {
         this.allocated++;
-        return Buffer.allocUnsafeSlow(this.bufSize);
+        return this.parallel ? sharedBuffer(this.bufSize) : Buffer.allocUnsafeSlow(this.bufSize);
       }
       await Promise.race(this.inflight);
     }
@@ -571,8 +578,11 @@ class HashingWriter {
 
   /** Hash `n` bytes of `buf` and start writing them at the current output position; `buf` returns to the pool when written. */
   private emit(buf: Buffer, n: number): void {
-    this.hash.update(n === buf.length ? buf : buf.subarray(0, n));
-    const p: Promise<void> = this.writeAll(buf, n, this.pos).then(
+    let work: Promise<unknown> = this.writeAll(buf, n, this.pos);
+    // the worker reads the buffer while it is being written; it is reused once both are done
+    if (this.parallel) work = Promise.all([this.parallel.update(buf, n), work]);
+    else this.hash!.update(n === buf.length ? buf : buf.subarray(0, n));
+    const p: Promise<void> = work.then(
       () => {
         this.inflight.delete(p);
         this.free.push(buf);
@@ -652,12 +662,13 @@ class HashingWriter {
     this.flushStaging();
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     if (this.error) throw this.error;
-    return this.hash.digest('hex');
+    return this.parallel ? this.parallel.digest() : this.hash!.digest('hex');
   }
 
   /** Wait for writes under way (after a failure, before the output is removed). */
   async settle(): Promise<void> {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
+    this.parallel?.drop();
   }
 }
 

@@ -260,6 +260,29 @@ t.test('deflated: inflated as a stream, edited, deflated again', async (t) => {
   void deflateRawSync;
 });
 
+t.test('a big file (hashed on the worker thread): the pixel data streamed through, SHA-256 right', async (t) => {
+  const dir = t.testdir();
+  const { g08, g20 } = ids(EXPLICIT_LE, UIDS);
+  const pixels = Buffer.alloc(40 * 1024 * 1024 + 6);
+  for (let i = 0; i < pixels.length; i += 4096) pixels.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const input = path.join(dir, 'big.dcm');
+  writeFileSync(input, part10('1.2.840.10008.1.2.1', [...g08, el(EXPLICIT_LE, Tags.PatientID, 'LO', 'BIG'), ...g20, el(EXPLICIT_LE, Tags.PixelData, 'OB', pixels)], { sopInstance: UIDS.sop }));
+  for (const round of [1, 2]) {
+    const output = path.join(dir, `out-${round}.dcm`);
+    const r = await rewrite(input, output, [{ tag: Tags.PatientID, value: 'BIGGER-ID' }], { privateBlock: BLOCK });
+    const out = readFileSync(output);
+    t.equal(r.size, out.length, 'size');
+    t.equal(r.sha256, createHash('sha256').update(out).digest('hex'), 'SHA-256 of what was written');
+    t.ok(out.subarray(out.length - pixels.length).equals(pixels), 'pixel data byte-identical');
+    t.ok(datasetBytes(output).equals(Buffer.concat([...g08, el(EXPLICIT_LE, Tags.PatientID, 'LO', 'BIGGER-ID'), ...blockBytes(EXPLICIT_LE, 0x10), ...g20, el(EXPLICIT_LE, Tags.PixelData, 'OB', pixels)])), 'the whole dataset as built');
+  }
+  // two at once share the worker
+  const [a, b] = await Promise.all([1, 2].map((k) => rewrite(input, path.join(dir, `par-${k}.dcm`), [{ tag: Tags.PatientID, value: `P${k}` }])));
+  t.equal(a.sha256, createHash('sha256').update(readFileSync(path.join(dir, 'par-1.dcm'))).digest('hex'));
+  t.equal(b.sha256, createHash('sha256').update(readFileSync(path.join(dir, 'par-2.dcm'))).digest('hex'));
+  t.not(a.sha256, b.sha256);
+});
+
 t.test('refused with a clear reason, nothing left behind: truncated, 4 GB length, too deep, DICOMDIR', async (t) => {
   const dir = t.testdir();
   const out = path.join(dir, 'out.dcm');

@@ -68,13 +68,20 @@ function studyStatus(cli: CliContext, q: ForwardQueue, studyUid: string, destina
   for (const p of progress) {
     const n = nodes.find((x) => x.name === p.destination);
     cli.out(`  ${p.destination}${n ? ` (${n.aeTitle} at ${n.host}:${n.port})` : ' (not configured)'}: ${describeProgress(p)}`);
-    if (p.lastMeaning && p.state !== 'failed' && (p.retrying || p.failed)) cli.out(`    last problem: ${p.lastMeaning}`);
-    const mine = problems.filter((j) => j.destination === p.destination);
-    for (const j of mine.slice(0, 20))
-      cli.out(
-        `    ${j.state === 'failed' ? 'failed  ' : 'retrying'} ${j.sopInstanceUid}: ${j.lastMeaning ?? '-'}${j.state === 'retrying' ? ` (attempt ${j.attempts}, next at ${when(j.nextAttemptAt)})` : ''}`,
-      );
-    if (mine.length > 20) cli.out(`    ... and ${mine.length - 20} more`);
+    // Problems grouped by state and reason, with a few of the instances each concerns.
+    const groups = new Map<string, typeof problems>();
+    for (const j of problems.filter((x) => x.destination === p.destination)) {
+      const key = `${j.state}\n${j.lastMeaning ?? '-'}`;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key)!.push(j);
+    }
+    for (const [key, jobs] of groups) {
+      const [state, meaning] = key.split('\n');
+      const attempts = Math.max(...jobs.map((j) => j.attempts));
+      cli.out(`    ${jobs.length} ${state}: ${meaning}${state === 'retrying' ? ` (attempt ${attempts})` : ''}`);
+      const shown = jobs.slice(0, 5).map((j) => j.sopInstanceUid);
+      cli.out(`      SOP Instance UIDs: ${shown.join(', ')}${jobs.length > shown.length ? ` and ${jobs.length - shown.length} more` : ''}`);
+    }
   }
   const failed = progress.reduce((n, p) => n + p.failed, 0);
   if (failed) cli.out(`Resend what failed with: uplink forward resend ${studyUid}`);

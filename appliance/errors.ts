@@ -27,6 +27,7 @@ export const errorTable = {
   MALWARE: { http: 422, dimse: 0xc000, expose: true, text: 'The file was refused: the malware scanner found a threat in it.' },
   BAD_REQUEST: { http: 400, dimse: 0xc000, expose: true, text: 'The request is not valid.' },
   UNAUTHENTICATED: { http: 401, dimse: 0xc000, expose: true, text: 'Please log in.' },
+  LOGIN_FAILED: { http: 401, dimse: 0xc000, expose: true, text: 'The user name or password is wrong.' },
   FORBIDDEN: { http: 403, dimse: 0xc000, expose: true, text: 'You are not allowed to do this.' },
   CSRF: { http: 403, dimse: 0xc000, expose: true, text: 'The form has expired. Reload the page and try again.' },
   NOT_FOUND: { http: 404, dimse: 0xc000, expose: true, text: 'Not found.' },

@@ -142,6 +142,15 @@ export function validate(raw: unknown): Config {
       concurrentDestinations: (x, p) => c.int(x, p, 1, 64), associationsPerDestination: (x, p) => c.int(x, p, 1, 16),
     }],
     ['session', { idleMinutes: (x, p) => c.int(x, p, 1, 24 * 60), absoluteHours: (x, p) => c.int(x, p, 1, 24 * 30) }],
+    ['console', {
+      loginAttemptsPerAddress: (x, p) => c.int(x, p, 1, 1_000_000), loginAttemptsPerUser: (x, p) => c.int(x, p, 1, 1_000_000),
+      loginAttemptWindowMinutes: (x, p) => c.int(x, p, 1, 24 * 60), passwordMinLength: (x, p) => c.int(x, p, 8, 256),
+      pageSize: (x, p) => c.int(x, p, 5, 500),
+      workflowStatuses: (x, p) => {
+        if (!Array.isArray(x) || x.some((s) => typeof s !== 'string' || !s.trim() || s.length > 64 || /[\\\x00-\x1f]/.test(s)))
+          c.fail(p, 'must be a list of statuses (1-64 characters each, no backslash)');
+      },
+    }],
     ['portal', {
       defaultLanguage: (x, p) => (x === 'en' || x === 'nl' ? undefined : c.fail(p, `must be "en" or "nl", got ${JSON.stringify(x)}`)),
       codeAttemptsPerAddress: (x, p) => c.int(x, p, 1, 1_000_000), codeAttemptsGlobal: (x, p) => c.int(x, p, 1, 100_000_000),

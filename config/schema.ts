@@ -75,6 +75,14 @@ export interface Config {
     associationsPerDestination: number;
   };
   session: { idleMinutes: number; absoluteHours: number };
+  console: {
+    loginAttemptsPerAddress: number;
+    loginAttemptsPerUser: number;
+    loginAttemptWindowMinutes: number;
+    passwordMinLength: number;
+    pageSize: number;
+    workflowStatuses: string[];
+  };
   portal: {
     defaultLanguage: 'en' | 'nl';
     codeAttemptsPerAddress: number;
@@ -147,6 +155,14 @@ export const defaults: Config = {
     associationsPerDestination: 2,
   },
   session: { idleMinutes: 30, absoluteHours: 12 },
+  console: {
+    loginAttemptsPerAddress: 20,
+    loginAttemptsPerUser: 5,
+    loginAttemptWindowMinutes: 15,
+    passwordMinLength: 12,
+    pageSize: 25,
+    workflowStatuses: ['Received', 'In review', 'Finalized'],
+  },
   portal: {
     defaultLanguage: 'en',
     codeAttemptsPerAddress: 10,
@@ -219,6 +235,12 @@ export const keyDocs: KeyDoc[] = [
   { path: 'forward.associationsPerDestination', doc: 'Associations open to one destination at the same time, each for a different study (one study never goes over two associations at once).', example: '1' },
   { path: 'session.idleMinutes', doc: 'A console or portal session ends after this long without a request.', example: '15' },
   { path: 'session.absoluteHours', doc: 'A session ends this long after login, active or not.', example: '8' },
+  { path: 'console.loginAttemptsPerAddress', doc: 'Failed console log-ins one client address (an IPv6 /64) may make per window; then its attempts are refused unchecked until the oldest failure leaves the window. Kept in memory: a restart resets the counts.', example: '10' },
+  { path: 'console.loginAttemptsPerUser', doc: 'Failed console log-ins per user name (from any address) per window; then that name waits. A successful log-in clears the name\'s count.', example: '3' },
+  { path: 'console.loginAttemptWindowMinutes', doc: 'Length of the sliding window of the two log-in limits above, in minutes.', example: '30' },
+  { path: 'console.passwordMinLength', doc: 'Shortest password `uplink user add` and `uplink user password` accept, in characters.', example: '16' },
+  { path: 'console.pageSize', doc: 'Studies (and audit entries) per page in the console.', example: '50' },
+  { path: 'console.workflowStatuses', doc: 'Workflow statuses an admin can give a study in the console, besides those the policies give and those already in use.', example: '["Received","In review","Reported","Finalized"]' },
   { path: 'portal.defaultLanguage', doc: 'Language of the portal when the browser asks for none we have ("en" or "nl"); the page has a switch.', example: '"nl"' },
   { path: 'portal.codeAttemptsPerAddress', doc: 'Wrong upload codes one client address (an IPv6 /64) may enter per window; then it waits. Kept in memory: a restart resets the counts.', example: '5' },
   { path: 'portal.codeAttemptsGlobal', doc: 'Wrong upload codes accepted from all addresses together per window; then every code entry waits. Kept in memory.', example: '500' },

@@ -14,6 +14,9 @@ import { createPortalSubmissions, type PortalSubmissions } from '../appliance/co
 import { createUploadCodes, type UploadCodes } from '../appliance/codes/upload-codes.ts';
 import type { Logger } from '../appliance/log.ts';
 import type { Config } from '../config/schema.ts';
+import { registerConsoleRoutes } from './console/console-routes.ts';
+import type { Console } from './console/console.ts';
+import type { ForwardingStatusSource } from './console/forwarding.ts';
 import { registerPortalRoutes } from './portal/portal-routes.ts';
 import { createSessionStore, type SessionStore } from './session/session-store.ts';
 import { registerCommonRoutes } from './web/common-routes.ts';
@@ -41,6 +44,8 @@ export interface AppDeps {
   sessions?: SessionStore;
   /** Route modules of other parts (upload, console): called with the router and the web toolkit. */
   routes?: ((router: Router, web: Web) => void)[];
+  /** HOOK(forwarding): the forwarding queue's status API for the console (list filter, panel); null: not shown. */
+  forwarding?: ForwardingStatusSource | null;
   /** Paths whose state-changing requests authenticate otherwise (e.g. tus with its own token check). */
   csrfSkip?: (ctx: Koa.Context) => boolean;
 }
@@ -49,6 +54,8 @@ export interface UplinkApp extends Koa {
   /** The toolkit the routes use (sessions, rendering, i18n), for tests and other route modules. */
   web: Web;
   codes: UploadCodes;
+  /** The admin console's frame (navigation, study panel sections, guard), for the parts that extend it. */
+  console: Console;
 }
 
 export function createApp(deps: AppDeps): UplinkApp {
@@ -93,6 +100,7 @@ export function createApp(deps: AppDeps): UplinkApp {
   });
   registerCommonRoutes(router, web);
   registerPortalRoutes(router, web, { codes, submissions });
+  app.console = registerConsoleRoutes(router, web, { appliance, codes, sessions, forwarding: deps.forwarding ?? null });
   for (const r of deps.routes ?? []) r(router, web);
 
   app.use(createStatic({ root: staticDir, prefix: '/static/' }));

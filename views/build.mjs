@@ -4,6 +4,7 @@
 //   app.js            every page's script (views/src/app.ts): htmx CSRF header, language switch, the portal page
 //   header-worker.js  the Web Worker reading DICOM headers with dcmjs (views/src/dicom/header-worker.ts)
 //   zip-worker.js     the Web Worker opening ZIP files with fflate (views/src/files/zip-worker.ts)
+//   console.js        the admin console's focus and print behaviour (views/src/console/console.ts)
 //   htmx.min.js       copied from node_modules/htmx.org
 // Each file is written to a temporary name and renamed, so parallel builds (tests) never see half a file.
 import { build } from 'esbuild';
@@ -28,6 +29,7 @@ const result = await build({
     app: path.join(here, 'src', 'app.ts'),
     'header-worker': path.join(here, 'src', 'dicom', 'header-worker.ts'),
     'zip-worker': path.join(here, 'src', 'files', 'zip-worker.ts'),
+    console: path.join(here, 'src', 'console', 'console.ts'),
   },
   outdir: out,
   bundle: true,

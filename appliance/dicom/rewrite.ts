@@ -525,6 +525,9 @@ const BUFFERS = 3;
 const SMALL_FILE = 1024 * 1024;
 /** Outputs from this size on are hashed on a worker thread while they are read and written. */
 const PARALLEL_HASH_MIN = 16 * 1024 * 1024;
+/** Full-size shared buffers kept for the next big rewrite (instead of waiting for the GC to free them). */
+const sharedPool: Buffer[] = [];
+const SHARED_POOL_MAX = 2 * BUFFERS;
 
 /**
  * Pass 2 output: coalesces small pieces into a buffer, hashes every byte on its way out, and keeps the disk
@@ -562,7 +565,8 @@ class HashingWriter {
       if (b) return b;
       if (this.allocated < BUFFERS) {
         this.allocated++;
-        return this.parallel ? sharedBuffer(this.bufSize) : Buffer.allocUnsafeSlow(this.bufSize);
+        if (this.parallel) return (this.bufSize === WRITE_BUFFER && sharedPool.pop()) || sharedBuffer(this.bufSize);
+        return Buffer.allocUnsafeSlow(this.bufSize);
       }
       await Promise.race(this.inflight);
     }
@@ -662,13 +666,22 @@ class HashingWriter {
     this.flushStaging();
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     if (this.error) throw this.error;
-    return this.parallel ? this.parallel.digest() : this.hash!.digest('hex');
+    const hex = this.parallel ? await this.parallel.digest() : this.hash!.digest('hex');
+    this.recycle();
+    return hex;
+  }
+
+  /** Hand idle full-size shared buffers to the next big rewrite. */
+  private recycle(): void {
+    if (!this.parallel || this.bufSize !== WRITE_BUFFER) return;
+    while (this.free.length && sharedPool.length < SHARED_POOL_MAX) sharedPool.push(this.free.pop()!);
   }
 
   /** Wait for writes under way (after a failure, before the output is removed). */
   async settle(): Promise<void> {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     this.parallel?.drop();
+    this.recycle();
   }
 }
 

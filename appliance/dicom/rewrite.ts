@@ -750,8 +750,20 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
     itemEnd: (s, i, o) => planner.itemEnd(s, i, o),
     sequenceEnd: (s, o, d) => planner.sequenceEnd(s, o, d),
   };
-  const inFh = await open(input, 'r');
-  let outFh: FileHandle | undefined;
+  // both files opened at once (fewer round trips through the thread pool for small files)
+  const [opened, created] = await Promise.allSettled([open(input, 'r'), open(output, 'w')]);
+  if (opened.status === 'rejected') {
+    if (created.status === 'fulfilled') await created.value.close().catch(() => undefined);
+    await rm(output, { force: true });
+    throw opened.reason;
+  }
+  const inFh = opened.value;
+  if (created.status === 'rejected') {
+    await inFh.close();
+    throw created.reason;
+  }
+  let outFh: FileHandle | undefined = created.value;
+  let inOpen = true;
   let w: HashingWriter | undefined;
   try {
     const { size } = await inFh.stat();
@@ -783,8 +795,7 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
       sourceAeTitle: sourceAe || undefined,
     });
 
-    outFh = await open(output, 'w');
-    const writer = (w = new HashingWriter(outFh, size + 64 * 1024));
+    const writer = (w = new HashingWriter(outFh!, size + 64 * 1024));
     await writer.push(head);
     if (!info.deflated) {
       const whole = src.wholeFile();
@@ -813,8 +824,10 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
       });
     }
     const sha256 = await writer.end();
-    await outFh.close();
+    const closing = outFh!.close();
     outFh = undefined;
+    inOpen = false;
+    await Promise.all([closing, inFh.close()]);
     return {
       sha256,
       size: writer.size,
@@ -832,6 +845,6 @@ export async function rewrite(input: string, output: string, rules: EditRule[], 
     await rm(output, { force: true });
     throw e;
   } finally {
-    await inFh.close();
+    if (inOpen) await inFh.close();
   }
 }

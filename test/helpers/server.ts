@@ -101,15 +101,25 @@ export function runCli(configPath: string, args: string[]): Promise<CliResult> {
 }
 
 async function waitHealthy(url: string, proc: ChildProcess | null, out: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 90_000;
+  let last = 'no answer';
   for (;;) {
     if (proc && proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode} before it was healthy:\n${out().slice(-3000)}`);
-    const ok = await fetch(`${url}/healthz`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`${url}/healthz`).then(
+      async (r) => {
+        last = `${r.status} ${await r.text()}`;
+        return r.status === 200;
+      },
+      (e: Error) => ((last = e.message), false),
+    );
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`server not healthy after 60 s:\n${out().slice(-3000)}`);
+    if (Date.now() > deadline) throw new Error(`server not healthy after 90 s (last /healthz: ${last}):\n${out().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** A port picked free can be taken by another process before the server binds it: then start again. */
+const portTaken = (e: unknown) => /EADDRINUSE/.test(String((e as Error)?.message ?? e));
 
 export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise<TestServer> {
   let dir = opts.dir;
@@ -118,14 +128,17 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
     t.teardown(() => rmSync(own, { recursive: true, force: true })); // runs after the server stopped (teardowns run last first)
     dir = own;
   }
-  const { configPath, config } = await writeTestConfig(dir, opts.config);
-  const url = `http://127.0.0.1:${config.http.port}`;
+  let configPath = '';
+  let config!: Config;
+  let url = '';
   let out = '';
-  let stop: () => Promise<void>;
+  let stop: () => Promise<void> = async () => {};
   let app: UplinkApp | undefined;
   let appliance: Appliance | undefined;
+  t.teardown(() => stop());
 
-  if ((opts.mode ?? 'process') === 'process') {
+  const launchProcess = async () => {
+    out = '';
     const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'server', 'main.ts')], {
       cwd: ROOT,
       env: { ...process.env, UPLINK_CONFIG: configPath },
@@ -143,20 +156,15 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
         });
         proc.kill('SIGTERM');
       });
-    t.teardown(stop);
     await waitHealthy(url, proc, () => out);
-  } else {
+  };
+
+  const launchInProcess = async () => {
     const log = silentLogger();
-    appliance = createAppliance(config, log);
-    await appliance.start();
-    app = createApp({ config, appliance, log, httpListening: () => true });
-    const server = http.createServer(app.callback());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.http.port, config.http.host, () => resolve());
-    });
+    const a = createAppliance(config, log);
+    appliance = a;
+    const server = http.createServer();
     let stopped = false;
-    const a = appliance;
     stop = async () => {
       if (stopped) return;
       stopped = true;
@@ -164,7 +172,26 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await a.stop();
     };
-    t.teardown(stop);
+    await a.start();
+    app = createApp({ config, appliance: a, log, httpListening: () => true });
+    server.on('request', app.callback());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.http.port, config.http.host, () => resolve());
+    });
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    ({ configPath, config } = await writeTestConfig(dir, opts.config));
+    url = `http://127.0.0.1:${config.http.port}`;
+    try {
+      await ((opts.mode ?? 'process') === 'process' ? launchProcess() : launchInProcess());
+      break;
+    } catch (e) {
+      await stop();
+      if (attempt < 3 && portTaken(e)) continue;
+      throw e;
+    }
   }
 
   const cli = (args: string[]) => runCli(configPath, args);

@@ -27,15 +27,16 @@ export function openDb(dataDir: string, log?: Logger): Db {
 
 export function migrate(db: Db, log?: Logger): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
-  const applied = new Set((db.prepare('SELECT name FROM schema_migrations').all() as { name: string }[]).map((r) => r.name));
   const files = readdirSync(migrationsDir).filter((f) => /^\d{3}-.*\.sql$/.test(f)).sort();
-  for (const f of files) {
-    if (applied.has(f)) continue;
-    const sql = readFileSync(path.join(migrationsDir, f), 'utf8');
-    db.transaction(() => {
-      db.exec(sql);
+  // One IMMEDIATE transaction: a second process (the CLI next to a running appliance, both starting on a new
+  // database) waits for the first (busy_timeout), then sees its migrations as applied.
+  db.transaction(() => {
+    const applied = new Set((db.prepare('SELECT name FROM schema_migrations').all() as { name: string }[]).map((r) => r.name));
+    for (const f of files) {
+      if (applied.has(f)) continue;
+      db.exec(readFileSync(path.join(migrationsDir, f), 'utf8'));
       db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(f, new Date().toISOString());
-    })();
-    log?.info({ migration: f }, 'database migration applied');
-  }
+      log?.info({ migration: f }, 'database migration applied');
+    }
+  }).immediate();
 }

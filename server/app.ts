@@ -44,7 +44,7 @@ export interface AppDeps {
   sessions?: SessionStore;
   /** Route modules of other parts (upload, console): called with the router and the web toolkit. */
   routes?: ((router: Router, web: Web) => void)[];
-  /** HOOK(forwarding): the forwarding queue's status API for the console (list filter, panel); null: not shown. */
+  /** The forwarding status the console shows (list filter, panel); default: the appliance's queue; null: none. */
   forwarding?: ForwardingStatusSource | null;
   /** Paths whose state-changing requests authenticate otherwise (e.g. tus with its own token check). */
   csrfSkip?: (ctx: Koa.Context) => boolean;
@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): UplinkApp {
   });
   registerCommonRoutes(router, web);
   registerPortalRoutes(router, web, { codes, submissions });
-  app.console = registerConsoleRoutes(router, web, { appliance, codes, sessions, forwarding: deps.forwarding ?? null });
+  app.console = registerConsoleRoutes(router, web, { appliance, codes, sessions, forwarding: deps.forwarding === undefined ? appliance.forward : deps.forwarding });
   for (const r of deps.routes ?? []) r(router, web);
 
   app.use(createStatic({ root: staticDir, prefix: '/static/' }));

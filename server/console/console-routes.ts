@@ -31,7 +31,7 @@ export interface ConsoleDeps {
   appliance: Appliance;
   codes: UploadCodes;
   sessions: SessionStore;
-  /** HOOK(forwarding): the forwarding queue's status API once appliance/forward is wired; null: not shown. */
+  /** Forwarding status (appliance.forward); null: no forwarding filter or panel section. */
   forwarding?: ForwardingStatusSource | null;
   users?: Users;
   throttle?: LoginThrottle;

@@ -1,11 +1,9 @@
 /**
- * HOOK(forwarding): what the console reads from the forwarding queue (appliance/forward/forward-queue.ts, being
- * written): per study and destination, how far forwarding got. It is given to the console by createApp
- * (AppDeps.forwarding); while it is absent (null) the console shows no forwarding filter and no forwarding
- * section, rather than anything made up. The shapes here are the subset of the queue's ForwardProgress /
- * StatusFilter the console uses, so the queue satisfies this interface as it is:
- *
- *   createApp({ ..., forwarding: appliance.forward.queue })   // or whatever object exposes studyStatus/studies
+ * What the console reads from forwarding (appliance/forward: `appliance.forward`, given to the console by
+ * createApp): per study and destination, how far forwarding got, for the list's forwarding filter and the
+ * panel's forwarding section. The shapes are the subset of the queue's ForwardProgress / StatusFilter the
+ * console uses (the appliance's Forwarding satisfies this interface as it is); without a source (null) the
+ * console shows neither, rather than anything made up.
  */
 import type { ForwardState } from './study-filters.ts';
 

@@ -15,7 +15,8 @@ interface SwapDetail {
   requestConfig?: { elt?: Element };
 }
 
-let panelOpener: HTMLElement | null = null;
+/** The study whose panel is open (its row's link gets the focus back on Close, also after the list reloaded). */
+let openStudy: string | null = null;
 
 function focus(el: Element | null): boolean {
   if (!(el instanceof HTMLElement)) return false;
@@ -33,13 +34,14 @@ function markRow(uid: string | null): void {
 function afterSwap(detail: SwapDetail): void {
   const target = detail.target ?? detail.elt;
   const from = detail.requestConfig?.elt ?? null;
+  if (target.id === 'study-list' || target.closest('#study-list')) markRow(openStudy);
   const auto = target.querySelector('[data-autofocus]');
   if (auto && focus(auto)) return;
   if (target.id === 'study-panel') {
     const article = target.querySelector<HTMLElement>('article.study-panel');
-    markRow(article?.dataset.study ?? null);
+    openStudy = article?.dataset.study ?? null;
+    markRow(openStudy);
     if (from?.classList.contains('open-study')) {
-      panelOpener = from as HTMLElement;
       focus(target.querySelector('#panel-heading'));
       return;
     }
@@ -64,9 +66,10 @@ function start(): void {
     }
     const slot = document.getElementById('study-panel');
     if (slot) slot.replaceChildren();
+    const link = [...document.querySelectorAll<HTMLElement>('tr[data-study]')].find((r) => r.dataset.study === openStudy)?.querySelector('a.open-study');
+    openStudy = null;
     markRow(null);
-    if (panelOpener?.isConnected) panelOpener.focus();
-    else focus(document.getElementById('study-count'));
+    if (!focus(link ?? null)) focus(document.getElementById('study-count'));
   });
 }
 

@@ -1,14 +1,11 @@
 // C-FIND SCP against DCMTK findscu: Patient Root and Study Root, every level, each matching kind
 // (universal, single value, wildcard, date range, UID list), computed attributes, the result limit and C-CANCEL.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startAppliance } from '../helpers/appliance.ts';
+import { dcmdump, dcmsend, runDcmtk, storescu } from '../helpers/dcmtk.ts';
 import { copyWithNewUids, PYDICOM_DIR } from '../helpers/samples.ts';
 
-const run = promisify(execFile);
-const env = { ...process.env, TCP_NODELAY: '1' };
 const FILES = ['CT_small.dcm', 'MR_small.dcm', 'JPEG2000.dcm', 'SC_rgb_rle.dcm', 'rtplan.dcm', 'waveform_ecg.dcm', 'test-SR.dcm'].map((f) => path.join(PYDICOM_DIR, f));
 
 type Row = Record<string, string>;
@@ -21,15 +18,9 @@ interface FindResult {
 /** Run findscu and parse each pending response's dataset into { "(0010,0010)": value }. */
 async function findscu(port: number, model: '-P' | '-S', keys: string[], extra: string[] = []): Promise<FindResult> {
   const args = [model, '-v', '-aet', 'FINDSCU', '-aec', 'UPLINK', ...extra, '127.0.0.1', String(port), ...keys.flatMap((k) => ['-k', k])];
-  let out: string;
-  let code = 0;
-  try {
-    const r = await run('findscu', args, { env, maxBuffer: 64 * 1024 * 1024 });
-    out = `${r.stdout}${r.stderr}`;
-  } catch (e: any) {
-    out = `${e.stdout}${e.stderr}`;
-    code = e.code;
-  }
+  const r = await runDcmtk('findscu', args);
+  const out = `${r.stdout}${r.stderr}`;
+  const code = r.code;
   const rows: Row[] = [];
   for (const block of out.split(/Find Response: \d+ \(Pending\)/).slice(1)) {
     const row: Row = {};
@@ -41,7 +32,7 @@ async function findscu(port: number, model: '-P' | '-S', keys: string[], extra: 
 }
 
 async function dump(file: string, tag: string): Promise<string> {
-  const r = await run('dcmdump', ['+P', tag, file]);
+  const r = await dcmdump(['+P', tag, file]);
   return /\[([^\]]*)\]/.exec(r.stdout)?.[1] ?? '';
 }
 
@@ -53,7 +44,7 @@ t.test('C-FIND', async (t) => {
   });
   t.teardown(() => app.stop());
   const p = app.dicomPort;
-  await run('dcmsend', ['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(p), ...FILES], { env });
+  await dcmsend(['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(p), ...FILES]);
 
   const studyUid = Object.fromEntries(await Promise.all(FILES.map(async (f) => [path.basename(f), await dump(f, '0020,000d')])));
   const seriesUid = Object.fromEntries(await Promise.all(FILES.map(async (f) => [path.basename(f), await dump(f, '0020,000e')])));
@@ -121,7 +112,7 @@ t.test('C-FIND', async (t) => {
 
   await t.test('result limit and C-CANCEL', async (t) => {
     const copies = copyWithNewUids(Array(120).fill(path.join(PYDICOM_DIR, 'CT_small.dcm')), path.join(dir, 'many'));
-    await run('storescu', ['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(p), ...copies], { env });
+    await storescu(['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(p), ...copies]);
     const all = await findscu(p, '-S', ['QueryRetrieveLevel=IMAGE', `SeriesInstanceUID=${seriesUid['CT_small.dcm']}`, 'SOPInstanceUID']);
     t.equal(all.rows.length, 121, 'all 121 instances of the series');
     const cancelled = await findscu(p, '-S', ['QueryRetrieveLevel=IMAGE', `SeriesInstanceUID=${seriesUid['CT_small.dcm']}`, 'SOPInstanceUID'], ['--cancel', '1']);
@@ -133,7 +124,7 @@ t.test('C-FIND', async (t) => {
 t.test('dicom.findLimit cuts results off', async (t) => {
   const app = await startAppliance({ dir: t.testdir(), nodes: [{ name: 'WS', aeTitle: 'FINDSCU', allow: ['find'] }, { name: 'MOD', aeTitle: 'STORESCU', allow: ['store'] }], dicom: { findLimit: 3 } });
   t.teardown(() => app.stop());
-  await run('dcmsend', ['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...FILES], { env });
+  await dcmsend(['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...FILES]);
   const r = await findscu(app.dicomPort, '-S', ['QueryRetrieveLevel=STUDY', 'StudyInstanceUID']);
   t.equal(r.rows.length, 3, 'at most dicom.findLimit matches');
   await app.waitForLog(/C-FIND result cut off at dicom.findLimit/);

@@ -1,21 +1,14 @@
 // Association policy against DCMTK: wrong called AE, unknown calling AE (or right AE from the wrong address)
 // and services outside a node's allow list are refused, each with a log line saying why.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startAppliance } from '../helpers/appliance.ts';
+import { runDcmtk } from '../helpers/dcmtk.ts';
 import { validSamples } from '../helpers/samples.ts';
 
-const run = promisify(execFile);
-const env = { ...process.env, TCP_NODELAY: '1' };
 const dcmtk = async (cmd: string, args: string[]) => {
-  try {
-    const r = await run(cmd, args, { env });
-    return { code: 0, out: `${r.stdout}${r.stderr}` };
-  } catch (e: any) {
-    return { code: e.code as number, out: `${e.stdout}${e.stderr}` };
-  }
+  const r = await runDcmtk(cmd, args);
+  return { code: r.code, out: `${r.stdout}${r.stderr}` };
 };
 
 t.test('association policy', async (t) => {

@@ -2,18 +2,12 @@
 // byte for byte as DCMTK's bit-preserving storescp (+B) keeps the same send; storescu works too; sending the
 // same instances again is acknowledged without storing them twice.
 import t from 'tap';
-import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { startAppliance } from '../helpers/appliance.ts';
+import { dcmsend, startStoreScp, storescu } from '../helpers/dcmtk.ts';
 import { datasetBytes, filesUnder, metaSopInstanceUid } from '../helpers/dicom-files.ts';
-import { freePort, waitForPort } from '../helpers/net.ts';
 import { copyWithNewUids, validSamples } from '../helpers/samples.ts';
-
-const run = promisify(execFile);
-const env = { ...process.env, TCP_NODELAY: '1' };
 
 function instanceCount(dataDir: string): number {
   const db = new Database(path.join(dataDir, 'uplink.sqlite'), { readonly: true });
@@ -30,19 +24,14 @@ t.test('dcmsend of every pydicom sample: Uplink keeps what storescp +B keeps, by
   const app = await startAppliance({ dir: path.join(dir, 'uplink'), nodes: [{ name: 'MOD', aeTitle: 'DCMSEND', allow: ['echo', 'store'] }] });
   t.teardown(() => app.stop());
 
-  const scpPort = await freePort();
-  const scpDir = path.join(dir, 'storescp');
-  mkdirSync(scpDir);
-  const scp = spawn('storescp', ['+B', '+xa', '-od', scpDir, '-aet', 'UPLINK', String(scpPort)], { env, stdio: 'ignore' });
-  t.teardown(() => scp.kill());
-  await waitForPort(scpPort);
+  const scp = await startStoreScp({ dir: path.join(dir, 'storescp'), aeTitle: 'UPLINK', bitPreserving: true, accept: 'all' });
+  t.teardown(() => scp.stop());
 
-  const send = (port: number, report: string) =>
-    run('dcmsend', ['-nh', '-aet', 'DCMSEND', '-aec', 'UPLINK', '--create-report-file', report, '127.0.0.1', String(port), ...files], { env }).catch((e) => e);
-  await send(scpPort, path.join(dir, 'storescp.report'));
-  await send(app.dicomPort, path.join(dir, 'uplink.report'));
+  const send = (port: number) => dcmsend(['-nh', '-aet', 'DCMSEND', '-aec', 'UPLINK', '127.0.0.1', String(port), ...files]);
+  await send(scp.port);
+  await send(app.dicomPort);
 
-  const reference = readdirSync(scpDir).map((f) => path.join(scpDir, f));
+  const reference = scp.files();
   t.ok(reference.length >= 50, `storescp kept ${reference.length} instances`);
   const ours = new Map(filesUnder(path.join(app.dataDir, 'store')).map((f) => [path.basename(f, '.dcm'), f]));
   let identical = 0;
@@ -61,7 +50,7 @@ t.test('dcmsend of every pydicom sample: Uplink keeps what storescp +B keeps, by
 
   // The same send again: acknowledged (dcmsend reports success), nothing stored twice.
   const before = instanceCount(app.dataDir);
-  const again = await run('dcmsend', ['-nh', '-v', '-aet', 'DCMSEND', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...reference], { env }).catch((e) => e);
+  const again = await dcmsend(['-nh', '-v', '-aet', 'DCMSEND', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...reference]);
   const out = `${again.stdout}${again.stderr}`;
   t.match(out, /with status SUCCESS/i, 'duplicates are acknowledged with success');
   t.notMatch(out, /status (FAILURE|REFUSED)/i, 'no duplicate was refused');
@@ -74,8 +63,8 @@ t.test('storescu (uncompressed, implicit and explicit VR, big endian) stores int
   const files = copyWithNewUids(wanted, path.join(dir, 'in'));
   const app = await startAppliance({ dir: path.join(dir, 'uplink'), nodes: [{ name: 'MOD', aeTitle: 'STORESCU', allow: ['store'] }] });
   t.teardown(() => app.stop());
-  const r = await run('storescu', ['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...files], { env }).catch((e) => e);
-  t.notOk(r.code, `storescu succeeded: ${r.stderr ?? ''}`);
+  const r = await storescu(['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...files]);
+  t.equal(r.code, 0, `storescu succeeded: ${r.stderr}`);
   t.equal(instanceCount(app.dataDir), files.length, 'every instance indexed');
   const logs = app.logLines().filter((l) => l.msg === 'instance stored');
   t.equal(logs.length, files.length, 'one log line per stored instance');

@@ -1,11 +1,8 @@
 // Start, health and shutdown: /healthz is 200 with a small JSON while the database is open and HTTP and DICOM
 // listen; SIGTERM finishes cleanly (exit 0, database closed, no consistency check needed on the next start).
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { startAppliance } from '../helpers/appliance.ts';
-
-const run = promisify(execFile);
+import { echoscu } from '../helpers/dcmtk.ts';
 
 t.test('health and clean shutdown', async (t) => {
   const app = await startAppliance({ dir: t.testdir(), nodes: [{ name: 'WS', aeTitle: 'ECHOSCU', allow: ['echo'] }] });
@@ -14,7 +11,7 @@ t.test('health and clean shutdown', async (t) => {
   t.match(h.body, { status: 'ok', db: 'open', dicom: 'listening', http: 'listening' });
   t.match(app.output(), new RegExp(`DICOM node: AE title UPLINK on 127\\.0\\.0\\.1:${app.dicomPort}`), 'start banner says where DICOM listens');
   t.match(app.output(), new RegExp(`http://127\\.0\\.0\\.1:${app.httpPort}/`), 'start banner says where HTTP listens');
-  await run('echoscu', ['-aet', 'ECHOSCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort)], { env: { ...process.env, TCP_NODELAY: '1' } });
+  t.equal((await echoscu(['-aet', 'ECHOSCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort)])).code, 0, 'C-ECHO answered');
   const code = await app.stop();
   t.equal(code, 0, 'SIGTERM: exit status 0');
   t.match(app.output(), /"msg":"stopped"/);

@@ -22,6 +22,8 @@ export interface Source {
   close?(): void;
 }
 
+/** Run the parser against a source. Answers the source has at hand (in its window) are passed on without a
+ * trip through the microtask queue; only real reads are awaited. */
 export async function drive<T>(gen: Generator<Request, T, any>, src: Source): Promise<T> {
   let r = gen.next();
   while (!r.done) {
@@ -29,18 +31,19 @@ export async function drive<T>(gen: Generator<Request, T, any>, src: Source): Pr
     let answer: unknown;
     switch (req.op) {
       case 'read':
-        answer = await src.read(req.n);
+        answer = src.read(req.n);
         break;
       case 'skip':
-        answer = await src.skip(req.n);
+        answer = src.skip(req.n);
         break;
       case 'peek':
-        answer = await src.peek(req.n);
+        answer = src.peek(req.n);
         break;
       case 'inflate':
-        await src.inflate();
+        answer = src.inflate();
         break;
     }
+    if (answer instanceof Promise) answer = await answer;
     r = gen.next(answer);
   }
   return r.value;
@@ -246,25 +249,32 @@ export class FileSource implements Source {
     this.winStart = this.pos;
   }
 
-  async read(n: number): Promise<Buffer> {
-    if (this.inflated) return this.inflated.read(n);
-    await this.fill(n);
+  /** Whether the next `n` bytes are in the window (or the file ends within it). */
+  private inWindow(n: number): boolean {
+    const end = this.winStart + this.win.length;
+    return this.pos >= this.winStart && (end - this.pos >= n || end >= this.size);
+  }
+  private take(n: number, advance: boolean): Buffer {
     const o = this.pos - this.winStart;
     const b = this.win.subarray(o, o + n);
-    this.pos += b.length;
+    if (advance) this.pos += b.length;
     return b;
   }
-  async skip(n: number): Promise<number> {
+  read(n: number): Promise<Buffer> | Buffer {
+    if (this.inflated) return this.inflated.read(n);
+    if (this.inWindow(n)) return this.take(n, true);
+    return this.fill(n).then(() => this.take(n, true));
+  }
+  skip(n: number): number | Promise<number> {
     if (this.inflated) return this.inflated.skip(n);
     const k = Math.min(n, Math.max(0, this.size - this.pos));
     this.pos += k;
     return k;
   }
-  async peek(n: number): Promise<Buffer> {
+  peek(n: number): Promise<Buffer> | Buffer {
     if (this.inflated) return this.inflated.peek(n);
-    await this.fill(n);
-    const o = this.pos - this.winStart;
-    return this.win.subarray(o, o + n);
+    if (this.inWindow(n)) return this.take(n, false);
+    return this.fill(n).then(() => this.take(n, false));
   }
   /** The rest of the file is raw-deflated: inflate it as it is read (bounded memory, capped output). */
   async inflate(): Promise<void> {

@@ -17,6 +17,7 @@ import { checkStore, markCleanShutdown, type ConsistencyReport } from './store/c
 import { openDb, type Db } from './store/db.ts';
 import { createFileStore, type FileStore } from './store/file-store.ts';
 import { createStudyIndex, type CommitHook, type StudyIndex } from './store/study-index.ts';
+import { createUploads, type Uploads } from './uploads/uploads.ts';
 
 export interface Health {
   ok: boolean;
@@ -41,6 +42,8 @@ export interface Appliance {
   readonly scanner: Scanner;
   /** Forwarding and DICOM transfer: queue status, enqueue a study or series, resend, C-ECHO (forward/forwarding.ts). */
   readonly forward: Forwarding;
+  /** Browser uploads (START UPLOAD to 'Upload successful'): records, intake, cancel (uploads/uploads.ts). */
+  readonly uploads: Uploads;
   /** Start the DICOM listener (after the start-up checks), and the managed clamd in the background. */
   start(): Promise<{ dicom: { host: string; port: number } }>;
   stop(): Promise<void>;
@@ -68,6 +71,16 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
   const scanLog = child(root, 'scan');
   const scanner = opts.scanner ?? createClamdScanner(config, scanLog);
   const forward = createForwarding({ config, db, audit, store, log: child(root, 'forward'), ...opts.forward });
+  // Browser uploads hand their files to the ingest path below (the functions run once it exists).
+  const uploads = createUploads({
+    config,
+    db,
+    store,
+    audit,
+    log: child(root, 'intake'),
+    ingest: (file, origin) => ingest.ingest(file, origin),
+    dropHeld: (match) => ingest.dropHeld(match),
+  });
   const ingest = createIngest({
     config,
     log: child(root, 'intake'),
@@ -77,8 +90,9 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     audit,
     scanner,
     transformer,
-    // Forwarding jobs are written in the transaction that commits the instance.
-    hooks: [forward.hook, ...(opts.hooks ?? [])],
+    // Forwarding jobs (and an upload's file record) are written in the transaction that commits the instance.
+    hooks: [forward.hook, uploads.hook, ...(opts.hooks ?? [])],
+    onHeldOutcome: (origin, outcome) => uploads.heldOutcome(origin, outcome),
   });
   const dicom = createDicomServer({ config, log: child(root, 'dicom'), db, store, ingest });
   let report: ConsistencyReport | null = null;
@@ -138,8 +152,11 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     dicom,
     scanner,
     forward,
+    uploads,
     async start() {
       report = checkStore(config.dataDir, store, index, child(root, 'store'));
+      // Uploaded files received before a stop are taken in again; leftovers swept.
+      await uploads.start();
       const addr = await dicom.listen();
       if (config.scan.clamd.manage) tasks.push(runManagedClamd(background.signal));
       tasks.push(watchScanner(background.signal).catch((e) => scanLog.error({ err: e }, 'scanner watch failed')));
@@ -150,6 +167,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     async stop() {
       background.abort();
       await dicom.close();
+      // Files in the upload intake finish their ingest before the database closes.
+      await uploads.stop();
       // Undelivered jobs go back to the queue before the database closes.
       await forward.stop();
       await Promise.allSettled(tasks);

@@ -134,6 +134,8 @@ export function validate(raw: unknown): Config {
     ['upload', {
       maxFileBytes: (x, p) => c.int(x, p, 1024, 2 ** 42), defaultAllowanceBytes: (x, p) => c.int(x, p, 1024, 2 ** 46),
       defaultCodeDays: (x, p) => c.int(x, p, 1, 3650), maxFilesPerUpload: (x, p) => c.int(x, p, 1, 10_000_000),
+      chunkBytes: (x, p) => c.int(x, p, 64 * 1024, 256 * 1024 * 1024), parallelFiles: (x, p) => c.int(x, p, 1, 16),
+      unfinishedDays: (x, p) => c.int(x, p, 1, 365),
     }],
     ['forward', {
       retryInitialSeconds: (x, p) => c.int(x, p, 1, 86400), retryMaxSeconds: (x, p) => c.int(x, p, 1, 7 * 86400),

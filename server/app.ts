@@ -18,6 +18,8 @@ import { registerConsoleRoutes } from './console/console-routes.ts';
 import type { Console } from './console/console.ts';
 import type { ForwardingStatusSource } from './console/forwarding.ts';
 import { registerPortalRoutes } from './portal/portal-routes.ts';
+import { registerUploadRoutes } from './upload/upload-routes.ts';
+import { createUsers } from '../appliance/users/users.ts';
 import { createSessionStore, type SessionStore } from './session/session-store.ts';
 import { registerCommonRoutes } from './web/common-routes.ts';
 import { createCsrfMiddleware } from './web/csrf.ts';
@@ -99,8 +101,14 @@ export function createApp(deps: AppDeps): UplinkApp {
     };
   });
   registerCommonRoutes(router, web);
-  registerPortalRoutes(router, web, { codes, submissions });
+  // Uploads (START UPLOAD, tus, status): before the portal's routes, as its GET /upload serves a logged-in user
+  // (upload without a code) and passes a session with a code on to the portal's own page.
+  const users = createUsers({ db: appliance.db, audit: appliance.audit, passwordMinLength: config.console.passwordMinLength });
+  registerUploadRoutes(router, web, { uploads: appliance.uploads, codes, users, db: appliance.db, audit: appliance.audit, log });
+  registerPortalRoutes(router, web, { codes, submissions, selectableBytes: (c) => appliance.uploads.selectableBytes(c) });
   app.console = registerConsoleRoutes(router, web, { appliance, codes, sessions, forwarding: deps.forwarding === undefined ? appliance.forward : deps.forwarding });
+  // Source users and admins upload without a code through the portal page.
+  app.console.addNavItem({ id: 'upload', order: 15, href: '/upload', label: 'console.nav.upload', permission: 'upload' });
   for (const r of deps.routes ?? []) r(router, web);
 
   app.use(createStatic({ root: staticDir, prefix: '/static/' }));

@@ -107,6 +107,11 @@ export interface IngestDeps {
   transformer?: Transformer;
   /** Work committed with every stored instance (e.g. forwarding jobs). */
   hooks?: CommitHook[];
+  /**
+   * Told the outcome of each held file once it is settled (stored, duplicate, quarantined, rejected) by
+   * `retryHeld`, with the origin it was held with (e.g. the browser upload records which file it was).
+   */
+  onHeldOutcome?: (origin: Origin, outcome: Outcome) => void;
 }
 
 export interface Ingest {
@@ -114,6 +119,8 @@ export interface Ingest {
   /** Try held files again (e.g. when the scanner is back). Returns the outcomes. */
   retryHeld(): Promise<Outcome[]>;
   heldCount(): number;
+  /** Remove the held files whose origin matches (e.g. of a cancelled upload); returns how many. */
+  dropHeld(match: (origin: Origin) => boolean): Promise<number>;
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -130,6 +137,7 @@ export function createIngest(deps: IngestDeps): Ingest {
   const deleteHeld = db.prepare('DELETE FROM held_files WHERE id = ?');
   const bumpHeld = db.prepare('UPDATE held_files SET attempts = attempts + 1 WHERE id = ?');
   const countHeld = db.prepare('SELECT count(*) AS n FROM held_files');
+  const heldById = db.prepare('SELECT id FROM held_files WHERE id = ?');
 
   /** Serialise work on one SOP Instance UID (two senders of the same instance at once). */
   async function withLock<T>(uid: string, fn: () => Promise<T>): Promise<T> {
@@ -192,7 +200,8 @@ export function createIngest(deps: IngestDeps): Ingest {
           } catch (e) {
             const err = toAppError(e);
             if (err.code !== 'SCANNER_UNAVAILABLE') throw err;
-            if (origin.kind === 'upload' && !fromHeld) return await hold(file, origin, err);
+            // Browser uploads (by code or by a logged-in user) are held; a DICOM sender is told to retry.
+            if ((origin.kind === 'upload' || origin.kind === 'user') && !fromHeld) return await hold(file, origin, err);
             throw err;
           }
           if (result.verdict === 'infected') {
@@ -275,19 +284,47 @@ export function createIngest(deps: IngestDeps): Ingest {
     async retryHeld() {
       const outcomes: Outcome[] = [];
       for (const row of listHeld.all() as { id: number; path: string; origin: string }[]) {
+        // Dropped meanwhile (its upload was cancelled): nothing to do.
+        if (!heldById.get(row.id)) continue;
         bumpHeld.run(row.id);
         const origin = JSON.parse(row.origin) as Origin;
         // The held file stays put if the scanner is still unavailable (run() does not move held files again).
         const staged = store.stagingPath('.held');
         const { copyFile } = await import('node:fs/promises');
-        await copyFile(row.path, staged);
+        try {
+          await copyFile(row.path, staged);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !heldById.get(row.id)) continue;
+          throw e;
+        }
         const outcome = await run({ path: staged }, origin, true);
         outcomes.push(outcome);
         if (outcome.kind === 'retry') continue;
         deleteHeld.run(row.id);
         await store.remove(row.path);
+        try {
+          deps.onHeldOutcome?.(origin, outcome);
+        } catch (e) {
+          log.error({ err: e, batch: origin.batch }, 'held-outcome listener failed');
+        }
       }
       return outcomes;
+    },
+    async dropHeld(match) {
+      let n = 0;
+      for (const row of listHeld.all() as { id: number; path: string; origin: string }[]) {
+        let origin: Origin;
+        try {
+          origin = JSON.parse(row.origin) as Origin;
+        } catch {
+          continue;
+        }
+        if (!match(origin)) continue;
+        deleteHeld.run(row.id);
+        await store.remove(row.path);
+        n++;
+      }
+      return n;
     },
   };
 }

@@ -19,6 +19,11 @@ import type { Web } from '../web/web.ts';
 export interface PortalDeps {
   codes: UploadCodes;
   submissions: PortalSubmissions;
+  /**
+   * HOOK(upload): what the page lets the uploader choose before asking the server (the code's remaining bytes,
+   * plus files its earlier uploads got in: chosen again they are not sent). Default: the remaining bytes.
+   */
+  selectableBytes?: (code: UploadCode) => number;
 }
 
 const CODE_ERRORS = new Set(['CODE_UNKNOWN', 'CODE_MISTYPED', 'CODE_EXPIRED', 'CODE_REVOKED', 'RATE_LIMITED']);
@@ -102,6 +107,7 @@ export function registerPortalRoutes(router: Router, web: Web, deps: PortalDeps)
       code: {
         expiresAt: code.expiresAt,
         remainingBytes: codes.remainingBytes(code),
+        selectableBytes: deps.selectableBytes ? deps.selectableBytes(code) : codes.remainingBytes(code),
         allowanceBytes: code.allowanceBytes,
         birthDate: code.birthDate ?? '',
       },

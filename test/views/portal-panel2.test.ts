@@ -1,6 +1,7 @@
 // Panel 2 and consent in headless Chromium: studies can be unticked and commented, a contact given; the
 // birth-date warning; START UPLOAD disabled until consent and at least one study; nothing but our static files
-// is fetched before START UPLOAD, which then posts only the selection summary; the code never shows in a URL;
+// is fetched before START UPLOAD, which then sends only the ticked studies (the upload itself is tested in
+// test/upload); the code never shows in a URL;
 // the page in Dutch (browser language and the switch); phone width.
 import t from 'tap';
 import { copyFileSync, cpSync, mkdirSync } from 'node:fs';
@@ -44,7 +45,7 @@ t.test('Panel 2, consent and START UPLOAD', async (t) => {
     t.same(problems, []);
   });
 
-  t.test('untick, comment, contact, consent; START UPLOAD posts only the summary', async (t) => {
+  t.test('untick, comment, contact, consent; START UPLOAD sends only the ticked studies', async (t) => {
     const { page, context, problems } = await openPage(t, browser);
     await enterCode(page, srv.url, await srv.createCode());
     const requests: string[] = [];
@@ -85,20 +86,23 @@ t.test('Panel 2, consent and START UPLOAD', async (t) => {
     const sentBefore = requests.filter((r) => !r.startsWith('GET /static/'));
     t.same(sentBefore, [], 'nothing but static files fetched before START UPLOAD (headers never left the browser)');
     await start.click();
-    await page.waitForSelector('#upload-status .message');
-    const status = await page.locator('#upload-status').innerText();
-    t.match(status, /Your choice has been recorded: 2 studies with \d+ images\. Reference: P-\d{6}\./);
-    t.same(requests.filter((r) => !r.startsWith('GET /static/')), ['POST /upload/selection'], 'one request: the summary');
+    // Every file is sent (no scanner runs here: the appliance holds them, "Validating files").
+    await until(page, `document.getElementById('panel-upload')?.dataset.transfer === 'sent'`, 60_000);
+    const sent = requests.filter((r) => !r.startsWith('GET /static/'));
+    t.equal(sent[0], 'POST /upload/api/uploads', 'first the manifest (after consent)');
+    t.ok(sent.slice(1).every((r) => /^(POST|PATCH|HEAD) \/upload\/files|^GET \/upload\/(status|api\/uploads\/[^/]+\/missing)$/.test(r)), 'then only the transfer and its status');
     t.ok(await page.locator('#consent').isDisabled(), 'the selection is locked afterwards');
     t.ok(await page.locator('#add-files').isDisabled());
 
     const db = new Database(path.join(srv.dataDir, 'uplink.sqlite'), { readonly: true });
     t.teardown(() => db.close());
     const row = db.prepare('SELECT * FROM portal_submissions ORDER BY id DESC').get() as Record<string, string | number>;
-    const sent = JSON.parse(row.studies as string) as { studyUid: string; files: number; comment: string }[];
-    t.same(sent.map((s) => s.studyUid).sort(), keep.map((s) => s.uid).sort(), 'exactly the ticked studies');
-    t.equal(sent.find((s) => s.studyUid === keep[0].uid)!.comment, 'Please compare with last year.');
-    for (const s of sent) {
+    const chosen = JSON.parse(row.studies as string) as { studyUid: string; files: number; comment: string }[];
+    t.same(chosen.map((s) => s.studyUid).sort(), keep.map((s) => s.uid).sort(), 'exactly the ticked studies');
+    t.equal(chosen.find((s) => s.studyUid === keep[0].uid)!.comment, 'Please compare with last year.');
+    const files = db.prepare('SELECT DISTINCT study_uid FROM upload_files').all() as { study_uid: string }[];
+    t.same(files.map((f) => f.study_uid).sort(), keep.map((s) => s.uid).sort(), 'only files of the ticked studies were sent');
+    for (const s of chosen) {
       const shown = keep.find((k) => k.uid === s.studyUid)!;
       t.match(shown.facts, new RegExp(`\\b${s.files} images?\\b`), 'image counts as shown');
     }

@@ -6,9 +6,11 @@
 import { setupHtmx } from './common/htmx-setup.ts';
 import { setupLangSwitch } from './common/lang-switch.ts';
 import { startUploadPage } from './portal/upload-page.ts';
+import { createTusUploader } from './upload/tus-uploader.ts';
 
 const pages: Record<string, () => void> = {
-  upload: () => startUploadPage(),
+  // START UPLOAD sends the chosen studies with tus (issue 5).
+  upload: () => startUploadPage({ uploader: createTusUploader() }),
 };
 
 function boot(): void {

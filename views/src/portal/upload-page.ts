@@ -317,18 +317,27 @@ export function startUploadPage(opts: { uploader?: Uploader } = {}): void {
     if (start.disabled) return;
     sending = true;
     start.disabled = true;
+    const lockControls = (on: boolean) => {
+      for (const c of [addFiles, addFolder, consent, email, phone]) c.disabled = on;
+      drop.setAttribute('aria-disabled', on ? 'true' : 'false');
+      for (const c of patientsBox.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea')) c.disabled = on;
+    };
     const view = {
       status(text: string, kind: 'info' | 'ok' | 'error' = 'info') {
         uploadStatus.replaceChildren(para(text, kind === 'error' ? 'message message-error' : kind === 'ok' ? 'message message-info' : ''));
+      },
+      // The upload was cancelled or stopped: the selection may change and START UPLOAD be pressed again.
+      release() {
+        locked = false;
+        lockControls(false);
+        render();
       },
     };
     const ok = await uploader.start(selection(), view);
     sending = false;
     if (ok) {
       locked = true;
-      for (const c of [addFiles, addFolder, consent, email, phone]) c.disabled = true;
-      drop.setAttribute('aria-disabled', 'true');
-      for (const c of patientsBox.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea')) c.disabled = true;
+      lockControls(true);
       clear.hidden = true;
     }
     updateStart();

@@ -4,7 +4,8 @@
  *
  * For now (issue 4) the only Uploader records the selection's summary (study UIDs, counts, sizes, comments,
  * contact) with POST /upload/selection: no image leaves the browser. The resumable upload (issue 5) adds a
- * tus Uploader implementing the same interface, plus pause/cancel, and upload-page.ts switches to it.
+ * tus Uploader implementing the same interface, plus pause/cancel (views/src/upload/tus-uploader.ts), which the
+ * page uses (views/src/app.ts).
  */
 import { HttpError, postJson } from '../common/http.ts';
 import { t } from '../common/i18n.ts';
@@ -25,6 +26,8 @@ export interface Selection {
 
 export interface UploadView {
   status(text: string, kind?: 'info' | 'ok' | 'error'): void;
+  /** The upload ended without success (cancelled, stopped): the page unlocks the selection for a new start. */
+  release?(): void;
 }
 
 export interface Uploader {

@@ -51,7 +51,7 @@ export function registerConsoleRoutes(router: Router, web: Web, deps: ConsoleDep
   const access = createAccess(web, users);
   const studies = createStudyQuery(appliance.db);
   const labels = createStudyLabels({ db: appliance.db, audit: appliance.audit, config });
-  const con = createConsole({ web, access, loadStudy: (uid) => studies.detail(uid) });
+  const con = createConsole({ web, access, services: { users, studies, labels } });
 
   con.addNavItem({ id: 'studies', order: 10, href: '/admin/studies', label: 'console.nav.studies', permission: 'studies:read' });
   con.addNavItem({ id: 'codes', order: 20, href: '/admin/codes', label: 'console.nav.codes', permission: 'codes:manage' });

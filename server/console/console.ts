@@ -18,8 +18,9 @@
  *     await console.renderPanel(ctx, uid) });
  */
 import type { Context, Middleware } from 'koa';
-import type { StudyDetail } from '../../appliance/studies/study-query.ts';
-import type { User } from '../../appliance/users/users.ts';
+import type { StudyLabels } from '../../appliance/studies/labels.ts';
+import type { StudyDetail, StudyQuery } from '../../appliance/studies/study-query.ts';
+import type { User, Users } from '../../appliance/users/users.ts';
 import { AppError } from '../../appliance/errors.ts';
 import { isHtmx } from '../web/htmx.ts';
 import type { Web } from '../web/web.ts';
@@ -51,9 +52,17 @@ export interface ConsoleActor {
   ip: string;
 }
 
+/** The appliance modules the console's routes use, shared with the parts that extend it. */
+export interface ConsoleServices {
+  users: Users;
+  studies: StudyQuery;
+  labels: StudyLabels;
+}
+
 export interface Console {
   readonly web: Web;
   readonly access: Access;
+  readonly services: ConsoleServices;
   guard(permission: Permission): Middleware;
   addNavItem(item: NavItem): void;
   addPanelSection(section: PanelSection): void;
@@ -72,8 +81,8 @@ export interface Console {
   renderPanel(ctx: Context, studyUid: string, extra?: Record<string, unknown>, status?: number): Promise<void>;
 }
 
-export function createConsole(deps: { web: Web; access: Access; loadStudy: (uid: string) => StudyDetail | null }): Console {
-  const { web, access } = deps;
+export function createConsole(deps: { web: Web; access: Access; services: ConsoleServices }): Console {
+  const { web, access, services } = deps;
   const nav: NavItem[] = [];
   const sections: PanelSection[] = [];
 
@@ -86,6 +95,7 @@ export function createConsole(deps: { web: Web; access: Access; loadStudy: (uid:
   const self: Console = {
     web,
     access,
+    services,
     guard: (p) => access.guard(p),
     addNavItem(item) {
       nav.push(item);
@@ -121,7 +131,7 @@ export function createConsole(deps: { web: Web; access: Access; loadStudy: (uid:
     },
 
     async panelVars(ctx, studyUid, extra = {}) {
-      const study = deps.loadStudy(studyUid);
+      const study = services.studies.detail(studyUid);
       if (!study) throw new AppError('NOT_FOUND', 'There is no such study.');
       const u = user(ctx);
       const visible = sections.filter((s) => can(u, s.permission));

@@ -34,6 +34,14 @@ export interface ManifestLimits {
 }
 
 const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
+
+/**
+ * An error whose text the web edge can show in the uploader's language: `key` names a catalogue message taking
+ * `params` (e.g. upload.error.tooManyFiles {max}).
+ */
+export function withMessageKey(err: AppError, key: string, params: Record<string, number | string> = {}): AppError {
+  return Object.assign(err, { messageKey: key, messageParams: params });
+}
 const EMAIL_RE = /^[^\s@<>"]{1,64}@[^\s@<>"]+\.[^\s@<>"]{2,}$/;
 const PHONE_RE = /^\+?[0-9 ().\-/]{6,30}$/;
 
@@ -63,7 +71,7 @@ export function parseManifest(body: unknown, limits: ManifestLimits): Manifest {
     seenStudies.add(studyUid);
     if (!Array.isArray(s.files) || s.files.length === 0) throw new AppError('BAD_REQUEST', 'Each study needs its files.');
     count += s.files.length;
-    if (count > limits.maxFiles) throw new AppError('TOO_LARGE', `An upload may have at most ${limits.maxFiles} files.`);
+    if (count > limits.maxFiles) throw withMessageKey(new AppError('TOO_LARGE', `An upload may have at most ${limits.maxFiles} files.`), 'upload.error.tooManyFiles', { max: limits.maxFiles });
     const files = s.files.map((y): ManifestFile => {
       const f = (y ?? {}) as Record<string, unknown>;
       const sop = uid(f.sop, 'sop');
@@ -71,7 +79,7 @@ export function parseManifest(body: unknown, limits: ManifestLimits): Manifest {
       seenSops.add(sop);
       const size = f.size;
       if (!Number.isSafeInteger(size) || (size as number) < 1) throw new AppError('BAD_REQUEST', 'Each file needs its size in bytes.');
-      if ((size as number) > limits.maxFileBytes) throw new AppError('TOO_LARGE', `A file may be at most ${limits.maxFileBytes} bytes.`);
+      if ((size as number) > limits.maxFileBytes) throw withMessageKey(new AppError('TOO_LARGE', `A file may be at most ${limits.maxFileBytes} bytes.`), 'upload.error.fileTooLarge', { max: limits.maxFileBytes });
       return { sop, sopClass: uid(f.sopClass, 'sopClass'), size: size as number, name: text(f.name, 1024, 'name').slice(-255) || sop };
     });
     const date = text(s.date, 16, 'date');

@@ -30,7 +30,7 @@ import type { Logger } from '../log.ts';
 import type { Db } from '../store/db.ts';
 import type { FileStore } from '../store/file-store.ts';
 import type { CommitHook } from '../store/study-index.ts';
-import { manifestBytes, type Manifest } from './manifest.ts';
+import { manifestBytes, withMessageKey, type Manifest } from './manifest.ts';
 import { createUploadIntake, removeTusFiles, type UploadIntake } from './upload-intake.ts';
 import {
   ACTIVE_UPLOAD_STATES,
@@ -358,7 +358,8 @@ export function createUploads(deps: UploadsDeps): Uploads {
           u = records.create({ principal: p, ip: input.ip, contact, studies, submissionRef: input.recordSubmission?.() ?? null, files });
         }
         const c = records.counts(u.id);
-        if (c.files > config.upload.maxFilesPerUpload) throw new AppError('TOO_LARGE', `An upload may have at most ${config.upload.maxFilesPerUpload} files.`);
+        if (c.files > config.upload.maxFilesPerUpload)
+          throw withMessageKey(new AppError('TOO_LARGE', `An upload may have at most ${config.upload.maxFilesPerUpload} files.`), 'upload.error.tooManyFiles', { max: config.upload.maxFilesPerUpload });
         if (input.allowance) {
           // Everything not yet in the store counts against what the code has left.
           const notKept = c.bytes - records.files(u.id).filter((f) => KEPT_STATES.includes(f.state) || f.state === 'refused' || f.state === 'quarantined').reduce((n, f) => n + f.size, 0);

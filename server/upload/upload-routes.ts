@@ -29,6 +29,7 @@ import type { Db } from '../../appliance/store/db.ts';
 import type { InstitutionConfig } from '../../config/schema.ts';
 import { readJson } from '../web/body.ts';
 import { errorMessage } from '../web/errors.ts';
+import { formatBytes } from '../web/render.ts';
 import type { Web } from '../web/web.ts';
 import { createPrincipals } from './principal.ts';
 import { createTusEndpoint } from './tus.ts';
@@ -48,12 +49,23 @@ const SESSION_KEY = 'uploadRef';
 /** States of an upload as the page names them (catalogue keys upload.state.*). */
 const ACTIVE = new Set(['uploading', 'validating']);
 
+/** An error's text in the request's language: its own catalogue message (withMessageKey), else the code's. */
+export function uploadErrorMessage(ctx: Context, err: AppError): string {
+  const k = err as AppError & { messageKey?: string; messageParams?: Record<string, string | number> };
+  if (k.messageKey) {
+    const params = Object.fromEntries(Object.entries(k.messageParams ?? {}).map(([n, v]) => [n, typeof v === 'number' && n === 'max' && k.messageKey === 'upload.error.fileTooLarge' ? formatBytes(v, ctx.state.lang) : v]));
+    const text = ctx.state.t(k.messageKey, params);
+    if (text !== k.messageKey) return text;
+  }
+  return errorMessage(ctx, err);
+}
+
 function sendJsonError(ctx: Context, e: unknown): void {
   const err = toAppError(e);
   if (err.code === 'INTERNAL') throw e;
   ctx.status = err.kind.http;
   ctx.set('Cache-Control', 'no-store');
-  ctx.body = { error: err.code, message: errorMessage(ctx, err) };
+  ctx.body = { error: err.code, message: uploadErrorMessage(ctx, err) };
 }
 
 export function registerUploadRoutes(router: Router, web: Web, deps: UploadRouteDeps): void {

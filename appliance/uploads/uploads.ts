@@ -430,9 +430,12 @@ export function createUploads(deps: UploadsDeps): Uploads {
             discarded: x.discarded ?? 0,
           };
         });
+      // The stored state follows the files a moment later (debounced): show what the files say now.
+      let state = u.state;
+      if (ACTIVE_UPLOAD_STATES.includes(state)) state = count(by, SENDING) > 0 ? 'uploading' : 'validating';
       return {
         reference: u.reference,
-        state: u.state,
+        state,
         createdAt: u.createdAt,
         finishedAt: u.finishedAt,
         files: c.files,
@@ -505,12 +508,14 @@ export function createUploads(deps: UploadsDeps): Uploads {
       const id = origin.info?.uploadFile;
       if (typeof id !== 'number') return;
       const f = records.file(id);
-      if (!f || f.state !== 'held') return;
-      if (outcome.kind === 'stored') {
-        if (records.file(id)?.state !== 'stored') records.setFile(id, 'stored', { reason: null });
-      } else if (outcome.kind === 'duplicate') records.setFile(id, 'duplicate', { reason: null });
-      else if (outcome.kind === 'quarantined') records.setFile(id, 'quarantined', { reason: 'MALWARE' });
-      else if (outcome.kind === 'rejected') records.setFile(id, 'refused', { reason: outcome.error.code });
+      if (!f) return;
+      // `stored` was written by the commit hook already; the others are written here.
+      if (f.state === 'held') {
+        if (outcome.kind === 'stored') records.setFile(id, 'stored', { reason: null });
+        else if (outcome.kind === 'duplicate') records.setFile(id, 'duplicate', { reason: null });
+        else if (outcome.kind === 'quarantined') records.setFile(id, 'quarantined', { reason: 'MALWARE' });
+        else if (outcome.kind === 'rejected') records.setFile(id, 'refused', { reason: outcome.error.code });
+      }
       scheduleState(f.uploadRef);
     },
 

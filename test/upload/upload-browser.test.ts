@@ -190,10 +190,18 @@ t.test('uploading from the portal page', async (t) => {
     while (held.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     t.equal(held.length, 3, 'three files in flight, each with its first chunk on the server');
     t.equal(await page.locator('#upload-pause').innerText(), 'PAUSE UPLOAD');
+    await until(page, `document.getElementById('panel-upload').dataset.percent === '9'`);
+    t.match(await page.locator('#upload-figures').innerText(), /^9% sent \(196\.6 kB of 2\.1 MB\)/, 'overall progress: three chunks of 64 KiB');
+    t.match(await page.locator('#upload-studies').innerText(), /: 0 of 4 images sent$/, 'images sent per study');
     await page.click('#upload-pause');
     t.equal(await transferState(page), 'paused');
     t.equal(await page.locator('#upload-pause').innerText(), 'RESUME UPLOAD');
     t.match(await page.locator('#upload-note').innerText(), 'Paused. Press RESUME UPLOAD to continue.');
+    // Leaving the page during an upload asks first.
+    const asked = new Promise<string>((resolve) => page.once('dialog', (d) => (resolve(d.type()), void d.dismiss())));
+    await page.evaluate('location.href = "/manual"').catch(() => undefined);
+    t.equal(await asked, 'beforeunload', 'leaving asks first');
+    t.equal(new URL(page.url()).pathname, '/upload', 'and stays when told to');
     hold = false;
     for (const r of held) await r.abort().catch(() => undefined);
     const partial = query<{ tus_id: string; state: string }>(srv.dataDir, "SELECT tus_id, state FROM upload_files WHERE state = 'receiving'");

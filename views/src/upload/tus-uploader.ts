@@ -97,7 +97,8 @@ function htmx(): Htmx | undefined {
 /** Ask for the server's record of the upload now (the fragment then polls by itself while unfinished). */
 export function refreshStatus(): void {
   const el = byId('upload-server');
-  if (el) void htmx()?.ajax('GET', STATUS_URL, { target: el, swap: 'outerHTML' });
+  // A failed request is handled by the htmx:sendError listener (watchServerStatus).
+  if (el) htmx()?.ajax('GET', STATUS_URL, { target: el, swap: 'outerHTML' }).catch(() => undefined);
 }
 
 /**
@@ -268,6 +269,7 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
   const tick = (force = false) => {
     if (force || performance.now() - lastRender > 250) {
       window.clearTimeout(renderTimer);
+      renderTimer = undefined;
       render();
     } else if (renderTimer === undefined) {
       renderTimer = window.setTimeout(() => {

@@ -7,6 +7,7 @@ import { createAuditLog, type AuditLog } from './audit/audit-log.ts';
 import { createDicomServer, type DicomServer } from './dimse/scp.ts';
 import { createForwarding, type Forwarding, type ForwardingDeps } from './forward/forwarding.ts';
 import { createAnonymiseStore, type AnonymiseStore } from './intake/anonymise-store.ts';
+import { createPatientMerge, type PatientMerge } from './merge/patient-merge.ts';
 import { createIngest, type Ingest, type Transformer } from './intake/ingest.ts';
 import { createTransformer } from './intake/transform.ts';
 import { child, type Logger } from './log.ts';
@@ -44,6 +45,8 @@ export interface Appliance {
   readonly forward: Forwarding;
   /** Browser uploads (START UPLOAD to 'Upload successful'): records, intake, cancel (uploads/uploads.ts). */
   readonly uploads: Uploads;
+  /** Patient merge / reconcile of a study (merge/patient-merge.ts): search, preview, the resumable rewrite job. */
+  readonly merge: PatientMerge;
   /** Start the DICOM listener (after the start-up checks), and the managed clamd in the background. */
   start(): Promise<{ dicom: { host: string; port: number } }>;
   stop(): Promise<void>;
@@ -95,6 +98,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     onHeldOutcome: (origin, outcome) => uploads.heldOutcome(origin, outcome),
   });
   const dicom = createDicomServer({ config, log: child(root, 'dicom'), db, store, ingest });
+  const merge = createPatientMerge({ config, db, store, audit, log: child(root, 'store'), forward });
   let report: ConsistencyReport | null = null;
   let dbOpen = true;
   let managed: ManagedClamd | undefined;
@@ -153,7 +157,11 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
     scanner,
     forward,
     uploads,
+    merge,
     async start() {
+      // A merge a crash interrupted mid-replace: its instance gets the size and hash of the file that is there,
+      // before the store check compares sizes.
+      await merge.recover();
       report = checkStore(config.dataDir, store, index, child(root, 'store'));
       // Uploaded files received before a stop are taken in again; leftovers swept.
       await uploads.start();
@@ -162,6 +170,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
       tasks.push(watchScanner(background.signal).catch((e) => scanLog.error({ err: e }, 'scanner watch failed')));
       // Resumes jobs a crash left 'sending', then sends whatever is due.
       forward.start();
+      // Merges interrupted by the last stop continue.
+      merge.resume();
       return { dicom: addr };
     },
     async stop() {
@@ -169,6 +179,8 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
       await dicom.close();
       // Files in the upload intake finish their ingest before the database closes.
       await uploads.stop();
+      // A running merge stops after its current instance (and continues at the next start).
+      await merge.stop();
       // Undelivered jobs go back to the queue before the database closes.
       await forward.stop();
       await Promise.allSettled(tasks);

@@ -30,6 +30,12 @@ export interface FileStore {
    * when the directory entry is on disk: commit the index meanwhile, and acknowledge only after both.
    */
   commit(stagedPath: string, sopInstanceUID: string, opts?: { alreadySynced?: boolean }): Promise<{ rel: string; durable: Promise<void> }>;
+  /**
+   * Durably put a fully written staged file in place of a stored one (header rewrite of a stored instance,
+   * e.g. a patient merge): fsync it, rename it over `relative` (atomic: a reader or a crash sees the old file
+   * or the new one, never a mix), fsync the directory. Resolves once the new file is durable.
+   */
+  replace(stagedPath: string, relative: string): Promise<void>;
   /** Durably move a file into another area (held, quarantine) under a new name; returns the new path. */
   moveTo(area: 'held' | 'quarantine', file: string, name: string): Promise<string>;
   /** Remove leftovers of interrupted receptions in staging; returns how many were removed. */
@@ -99,6 +105,12 @@ export function createFileStore(dataDir: string): FileStore {
       const durable = fsyncPath(path.dirname(dest));
       durable.catch(() => undefined); // the caller awaits it; never an unhandled rejection meanwhile
       return { rel, durable };
+    },
+    async replace(stagedPath, relative) {
+      await fsyncPath(stagedPath);
+      const dest = path.join(storeDir, relative);
+      await rename(stagedPath, dest);
+      await fsyncPath(path.dirname(dest));
     },
     async moveTo(area, file, name) {
       const dir = area === 'held' ? heldDir : quarantineDir;

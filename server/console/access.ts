@@ -32,7 +32,16 @@ export const PERMISSIONS = {
   'codes:manage': ['admin'],
   /** The audit trail and its CSV export. */
   'audit:read': ['admin'],
-  // Second half (issue 7): 'studies:merge', 'studies:transfer', 'studies:download', 'studies:delete', 'nodes:manage'.
+  /** Patient merge / reconcile: search the PACS (C-FIND) or the index, rewrite the study's patient (audited). */
+  'studies:merge': ['admin'],
+  /** DICOM transfer of a study or series to a node with send: true, and resending what failed. */
+  'studies:transfer': ['admin'],
+  /** Download a study as a ZIP (audited). */
+  'studies:download': ['admin'],
+  /** Delete a study: files, index rows, pending forwarding (confirmed, audited). */
+  'studies:delete': ['admin'],
+  /** The Nodes page: configured nodes, C-ECHO, the forwarding queue per node, resend. */
+  'nodes:manage': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type Permission = keyof typeof PERMISSIONS;

@@ -7,6 +7,11 @@
  *   /admin, /admin/studies[/:uid]    study-routes.ts   (list, panel, labels, workflow status, originals)
  *   /admin/codes                     code-routes.ts    (create + handout, list, revoke)
  *   /admin/audit[.csv]               audit-routes.ts   (filter, page, CSV export)
+ *   /admin/studies/:uid/merge...     merge-routes.ts   (patient merge / reconcile: PACS C-FIND or index, preview, job)
+ *   /admin/studies/:uid/transfer     transfer-routes.ts (DICOM transfer of the study or a series, progress, resend)
+ *   /admin/studies/:uid/download     download-routes.ts (the study as a ZIP with a DICOMDIR, streamed)
+ *   /admin/studies/:uid/delete       delete-routes.ts  (confirm, delete: files, index rows, pending forwarding)
+ *   /admin/nodes[...]                nodes-routes.ts   (nodes, C-ECHO, the forwarding queue per node, resend)
  */
 import type Router from '@koa/router';
 import type { Appliance } from '../../appliance/appliance.ts';
@@ -22,6 +27,11 @@ import { createAccess } from './access.ts';
 import { registerAuditRoutes } from './audit-routes.ts';
 import { createAuditTrail } from './audit-trail.ts';
 import { registerCodeRoutes } from './code-routes.ts';
+import { registerDeleteRoutes } from './delete-routes.ts';
+import { registerDownloadRoutes } from './download-routes.ts';
+import { registerMergeRoutes } from './merge-routes.ts';
+import { registerNodesRoutes } from './nodes-routes.ts';
+import { registerTransferRoutes } from './transfer-routes.ts';
 import { createConsole, type Console } from './console.ts';
 import type { ForwardingStatusSource } from './forwarding.ts';
 import { registerLoginRoutes } from './login-routes.ts';
@@ -64,5 +74,10 @@ export function registerConsoleRoutes(router: Router, web: Web, deps: ConsoleDep
   registerStudyRoutes(router, con, { appliance, studies, labels, forwarding: deps.forwarding ?? null });
   registerCodeRoutes(router, con, { codes, sessions });
   registerAuditRoutes(router, con, { trail: createAuditTrail(appliance.db) });
+  registerMergeRoutes(router, con, { appliance });
+  registerTransferRoutes(router, con, { appliance });
+  registerDownloadRoutes(router, con, { appliance });
+  registerDeleteRoutes(router, con, { appliance });
+  registerNodesRoutes(router, con, { appliance });
   return con;
 }

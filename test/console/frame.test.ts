@@ -66,7 +66,7 @@ t.test('extension points and the /admin safety net', async (t) => {
 
   // (console pages only: the upload part adds its own item for /upload)
   const nav = (html: string) => [...html.matchAll(/<li><a href="(\/admin[^"]*)"/g)].map((m) => m[1]);
-  t.same(nav((await ann.get('/admin')).text_), ['/admin/studies', '/admin/codes', '/admin/nodes-test', '/admin/audit'], 'admin: every item, in order');
+  t.same(nav((await ann.get('/admin')).text_), ['/admin/studies', '/admin/codes', '/admin/nodes', '/admin/nodes-test', '/admin/audit'], 'admin: every item, in order');
   t.same(nav((await ben.get('/admin')).text_), ['/admin/studies'], 'user: studies only');
   t.notMatch((await ben.get('/admin')).text_, /id="f-fwd"/, 'no forwarding filter without a forwarding source');
 
@@ -78,7 +78,11 @@ t.test('extension points and the /admin safety net', async (t) => {
   copyFileSync(s.file, staged);
   t.equal((await appliance.ingest.ingest({ path: staged }, { kind: 'dicom', policy: 'modality', batch: 'assoc:t', actor: { kind: 'node', name: 'CT' } })).kind, 'stored');
   const sections = (html: string) => [...html.matchAll(/data-section="([^"]+)"/g)].map((m) => m[1]);
-  t.same(sections((await ann.get(`/admin/studies/${s.study}`, { 'HX-Request': 'true' })).text_), ['attributes', 'labels', 'upload', 'originals', 'series', 'series'], "admin: every section, the added one last (it reuses the series partial)");
+  t.same(
+    sections((await ann.get(`/admin/studies/${s.study}`, { 'HX-Request': 'true' })).text_),
+    ['attributes', 'labels', 'upload', 'originals', 'series', 'merge', 'transfer', 'series', 'download', 'delete'],
+    'admin: every section in order, the added one (order 70, it reuses the series partial) after those of the same order',
+  );
   t.same(sections((await ben.get(`/admin/studies/${s.study}`, { 'HX-Request': 'true' })).text_), ['attributes', 'labels', 'upload', 'series'], 'user: no originals, no admin section');
   t.match((await ann.get(`/admin/studies/${s.study}`, { 'HX-Request': 'true' })).text_, /This study was not anonymised/, 'a modality study: no originals to reveal');
 });

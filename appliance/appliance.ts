@@ -2,6 +2,7 @@
  * The appliance: database, file store, index, audit trail, the one ingest path and the DICOM node, built
  * from the config. The composition root (server/main.ts) creates it, starts it, and stops it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema.ts';
 import { createAuditLog, type AuditLog } from './audit/audit-log.ts';
 import { createDicomServer, type DicomServer } from './dimse/scp.ts';
@@ -119,10 +120,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
         return;
       } catch (e) {
         scanLog.error({ reason: (e as Error).message }, 'the managed clamd did not start: uploads are held until a scanner is available; trying again in 30 s');
-        await new Promise((r) => {
-          const timer = setTimeout(r, 30000);
-          signal.addEventListener('abort', () => (clearTimeout(timer), r(undefined)), { once: true });
-        });
+        await sleep(30000, undefined, { signal }).catch(() => undefined);
       }
     }
   }
@@ -138,10 +136,7 @@ export function createAppliance(config: Config, root: Logger, opts: ApplianceOpt
         await waitUntilAvailable(scanner, { signal, intervalMs: 2000 }).catch(() => undefined);
         continue;
       }
-      await new Promise((r) => {
-        const timer = setTimeout(r, 5000);
-        signal.addEventListener('abort', () => (clearTimeout(timer), r(undefined)), { once: true });
-      });
+      await sleep(5000, undefined, { signal }).catch(() => undefined);
     }
   }
 

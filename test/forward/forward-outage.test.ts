@@ -64,7 +64,7 @@ t.test('the PACS is down while a study is queued: retrying (visible), then all o
   t.match(json.destinations, [{ destination: 'PACS', state: 'retrying', retrying: 20, total: 20 }], '--json for scripts');
 
   await pacs.restart();
-  await waitFor(() => q.count("state = 'done'") === 20, 30_000, 'every job done once the PACS is back');
+  await waitFor(() => q.count("state = 'done'") === 20, 60_000, 'every job done once the PACS is back');
   t.equal(await pacs.countInstances(), 20, 'the PACS holds each instance once');
   for (const job of q.jobs()) {
     const kept = await pacs.fileOf(job.sop_uid);

@@ -393,8 +393,8 @@ export function createPatientMerge(deps: PatientMergeDeps): PatientMerge {
         })();
       } catch (e) {
         await store.remove(staged).catch(() => undefined);
-        // A crash-like failure after the rename (the transaction) leaves current_instance set: recover() fixes it at start.
-        const reason = e instanceof AppError ? e.message : `instance ${inst.sop_uid}: ${(e as Error).message}`;
+        const message = (e as Error).message;
+        const reason = message.startsWith(`instance ${inst.sop_uid}`) ? message : `instance ${inst.sop_uid}: ${message}`;
         // The file may have been replaced before the failure: make the index agree with what is there.
         await reconcileInstance(inst.id).catch(() => undefined);
         fail(job, reason);

@@ -25,7 +25,9 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
       { name: 'OFFLINE', aeTitle: 'OFFLINE', host: '127.0.0.1', port: 9, allow: [], send: true },
     ],
   });
-  const { srv, db, studyUid, pacs, pacs2 } = w;
+  const { srv, db, studyUid } = w;
+  const pacs = w.pacs!;
+  const pacs2 = w.pacs2!;
   const out = () => srv.output();
   const q = <T>(sql: string, ...args: unknown[]) => db.prepare(sql).all(...args) as T[];
   const one = <T>(sql: string, ...args: unknown[]) => db.prepare(sql).get(...args) as T;
@@ -112,8 +114,8 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   await page.waitForSelector('#transfer-notice:has-text("2 images queued for PACS2.")');
   await page.waitForSelector('#transfer-progress li[data-destination="PACS2"][data-state="done"]', { timeout: 30_000 });
   t.match(await page.textContent('#transfer-progress li[data-destination="PACS2"]'), /PACS2: done\s+2 of 2 images sent, 0 failed/);
-  t.equal(await pacs2!.countInstances(), 2, 'the second Orthanc has the study');
-  t.same((await orthancCopies(pacs2!, w.sent[1].sop)).map((c) => c.patientId), ['HOSP-4711'], 'with the corrected patient');
+  t.equal(await pacs2.countInstances(), 2, 'the second Orthanc has the study');
+  t.same((await orthancCopies(pacs2, w.sent[1].sop)).map((c) => c.patientId), ['HOSP-4711'], 'with the corrected patient');
   // one series to a node that does not answer: retrying
   await page.selectOption('#transfer-what', { index: 1 });
   await page.selectOption('#transfer-destination', 'OFFLINE');
@@ -165,7 +167,6 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   }
   const dd = await dcmdump([path.join(unzipped, 'DICOMDIR')]);
   t.equal(dd.code, 0, 'dcmdump reads the DICOMDIR');
-  t.equal((dd.stdout.match(/DirectoryRecordType[\s\S]*?$/gm) ?? []).length > 0, true);
   t.equal((dd.stdout.match(/CS \[IMAGE\]/g) ?? []).length, 2, 'two IMAGE records');
   t.match(dd.stdout, /PN \[Jansen\^Pieter\]/);
   const fileSet = execFileSync('/usr/bin/python3', [

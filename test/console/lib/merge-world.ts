@@ -26,7 +26,8 @@ export interface MergeWorld {
   /** The test's folder (t.testdir(): call that only once, it empties the folder). */
   dir: string;
   srv: TestServer;
-  pacs: Orthanc;
+  /** null with `pacsDown`: dicom.pacs then points at a port nothing listens on. */
+  pacs: Orthanc | null;
   pacs2: Orthanc | null;
   /** The uploaded study's instances (original files, before anonymisation). */
   sent: TestInstance[];
@@ -70,8 +71,17 @@ export async function startMergeWorld(
   opts: { pacs2?: boolean; mode?: 'process' | 'in-process'; nodes?: Record<string, unknown>[]; pacsDown?: boolean } = {},
 ): Promise<MergeWorld> {
   const dir = t.testdir();
-  const pacs = await startOrthanc({ dir: path.join(dir, 'pacs'), aeTitle: 'PACS' });
-  t.teardown(() => pacs.stop());
+  let pacs: Orthanc | null = null;
+  if (!opts.pacsDown) {
+    const o = await startOrthanc({ dir: path.join(dir, 'pacs'), aeTitle: 'PACS' });
+    t.teardown(() => o.stop());
+    pacs = o;
+    // The hospital PACS already has the right patient (one earlier study).
+    const [earlier] = await makeStudies(path.join(dir, 'hospital'), [{ patient: HOSPITAL.patientId, sample: 'CT_small.dcm', studies: [{ accession: 'H-ACC-1', instances: 1 }] }]);
+    execFileSync('dcmodify', ['-nb', '-i', `(0010,0010)=${HOSPITAL.name}`, '-i', `(0010,0030)=${HOSPITAL.birthDate}`, '-i', `(0010,0040)=${HOSPITAL.sex}`, '-e', '(0010,0021)', earlier.file], { stdio: 'pipe' });
+    const seeded = await storescu(['-aet', 'SEED', '-aec', 'PACS', '127.0.0.1', String(o.dicomPort), earlier.file]);
+    if (seeded.code !== 0) throw new Error(`storescu to Orthanc failed: ${seeded.stderr}`);
+  }
   let pacs2: Orthanc | null = null;
   if (opts.pacs2) {
     const o = await startOrthanc({ dir: path.join(dir, 'pacs2'), aeTitle: 'PACS2' });
@@ -79,15 +89,10 @@ export async function startMergeWorld(
     pacs2 = o;
   }
 
-  // The hospital PACS already has the right patient (one earlier study).
-  const [earlier] = await makeStudies(path.join(dir, 'hospital'), [{ patient: HOSPITAL.patientId, sample: 'CT_small.dcm', studies: [{ accession: 'H-ACC-1', instances: 1 }] }]);
-  execFileSync('dcmodify', ['-nb', '-i', `(0010,0010)=${HOSPITAL.name}`, '-i', `(0010,0030)=${HOSPITAL.birthDate}`, '-i', `(0010,0040)=${HOSPITAL.sex}`, '-e', '(0010,0021)', earlier.file], { stdio: 'pipe' });
-  const seeded = await storescu(['-aet', 'SEED', '-aec', 'PACS', '127.0.0.1', String(pacs.dicomPort), earlier.file]);
-  if (seeded.code !== 0) throw new Error(`storescu to Orthanc failed: ${seeded.stderr}`);
 
   const nodes: Record<string, unknown>[] = [
     { name: 'PARTNER', aeTitle: 'PARTNER', host: '127.0.0.1', port: 104, allow: ['echo', 'store', 'find'], policy: 'upload' },
-    { name: 'PACS', aeTitle: 'PACS', host: '127.0.0.1', port: opts.pacsDown ? 9 : pacs.dicomPort, allow: [], send: true },
+    { name: 'PACS', aeTitle: 'PACS', host: '127.0.0.1', port: pacs ? pacs.dicomPort : 9, allow: [], send: true },
     ...(pacs2 ? [{ name: 'PACS2', aeTitle: 'PACS2', host: '127.0.0.1', port: pacs2.dicomPort, allow: [], send: true }] : []),
     ...(opts.nodes ?? []),
   ];

@@ -238,7 +238,7 @@ export function createIngest(deps: IngestDeps): Ingest {
         size ??= file.content?.length ?? (await stat(finalPath)).size;
         sha256 ??= await sha256File(finalPath);
         // File fsync, rename; the directory fsync runs while the index commits (both before the acknowledgement).
-        const { rel, durable } = await store.commit(finalPath, uid, { alreadySynced: !transformed && file.synced });
+        const { rel, durable } = await store.commit(finalPath, { studyInstanceUID: finalHeader.studyInstanceUID, sopInstanceUID: uid }, { alreadySynced: !transformed && file.synced });
         let ids;
         try {
           ids = index.commitInstance(

@@ -3,7 +3,8 @@
  * A file is committed by: fsync the staged file, rename it into place (same file system), fsync the
  * directory (and any directory created on the way). Only after that may the index row be committed.
  *
- *   <dataDir>/store/<aa>/<bb>/<SOP Instance UID>.dcm   committed instances (aa/bb from a hash of the UID)
+ *   <dataDir>/store/<aa>/<Study UID>/<SOP UID>.dcm     committed instances, a folder per study (aa from a hash
+ *                                                      of the Study Instance UID spreads studies over 256 folders)
  *   <dataDir>/staging/incoming/                        files being received; swept at start
  *   <dataDir>/held/                                    uploads waiting for the malware scanner
  *   <dataDir>/quarantine/                              refused files (malware), kept for the admin
@@ -21,15 +22,15 @@ export interface FileStore {
   readonly quarantineDir: string;
   /** A new unique path in staging (not created). */
   stagingPath(suffix?: string): string;
-  /** Path, relative to storeDir, where an instance with this SOP Instance UID lives. */
-  relativePathFor(sopInstanceUID: string): string;
+  /** Path, relative to storeDir, where an instance lives. */
+  relativePathFor(studyInstanceUID: string, sopInstanceUID: string): string;
   absolute(relative: string): string;
   /**
    * Move a fully written staged file to its place in the store: fsync it (unless already synced), rename it
    * into place, and start the fsync of its directory. Returns the relative path and `durable`, which resolves
    * when the directory entry is on disk: commit the index meanwhile, and acknowledge only after both.
    */
-  commit(stagedPath: string, sopInstanceUID: string, opts?: { alreadySynced?: boolean }): Promise<{ rel: string; durable: Promise<void> }>;
+  commit(stagedPath: string, ids: { studyInstanceUID: string; sopInstanceUID: string }, opts?: { alreadySynced?: boolean }): Promise<{ rel: string; durable: Promise<void> }>;
   /**
    * Durably put a fully written staged file in place of a stored one (header rewrite of a stored instance,
    * e.g. a patient merge): fsync it, rename it over `relative` (atomic: a reader or a crash sees the old file
@@ -78,10 +79,8 @@ export function createFileStore(dataDir: string): FileStore {
   for (const d of [storeDir, stagingDir, heldDir, quarantineDir]) mkdirSync(d, { recursive: true });
   const knownDirs = new Set<string>([storeDir, heldDir, quarantineDir]);
 
-  const relativePathFor = (uid: string) => {
-    const h = createHash('sha1').update(uid).digest('hex');
-    return path.join(h.slice(0, 2), h.slice(2, 4), `${uid}.dcm`);
-  };
+  // UIDs are validated (digits and dots, at most 64 characters) before anything is committed: safe names.
+  const relativePathFor = (study: string, sop: string) => path.join(createHash('sha1').update(study).digest('hex').slice(0, 2), study, `${sop}.dcm`);
 
   return {
     root,
@@ -96,9 +95,9 @@ export function createFileStore(dataDir: string): FileStore {
     absolute(relative) {
       return path.join(storeDir, relative);
     },
-    async commit(stagedPath, sopInstanceUID, opts = {}) {
+    async commit(stagedPath, ids, opts = {}) {
       if (!opts.alreadySynced) await fsyncPath(stagedPath);
-      const rel = relativePathFor(sopInstanceUID);
+      const rel = relativePathFor(ids.studyInstanceUID, ids.sopInstanceUID);
       const dest = path.join(storeDir, rel);
       await ensureDirDurable(path.dirname(dest), knownDirs);
       await rename(stagedPath, dest);

@@ -71,24 +71,20 @@ export async function startMergeWorld(
   opts: { pacs2?: boolean; mode?: 'process' | 'in-process'; nodes?: Record<string, unknown>[]; pacsDown?: boolean } = {},
 ): Promise<MergeWorld> {
   const dir = t.testdir();
-  let pacs: Orthanc | null = null;
-  if (!opts.pacsDown) {
-    const o = await startOrthanc({ dir: path.join(dir, 'pacs'), aeTitle: 'PACS' });
-    t.teardown(() => o.stop());
-    pacs = o;
+  // The Orthancs start side by side.
+  const started = await Promise.all([
+    opts.pacsDown ? null : startOrthanc({ dir: path.join(dir, 'pacs'), aeTitle: 'PACS' }),
+    opts.pacs2 ? startOrthanc({ dir: path.join(dir, 'pacs2'), aeTitle: 'PACS2' }) : null,
+  ]);
+  for (const o of started) if (o) t.teardown(() => o.stop());
+  const [pacs, pacs2] = started;
+  if (pacs) {
     // The hospital PACS already has the right patient (one earlier study).
     const [earlier] = await makeStudies(path.join(dir, 'hospital'), [{ patient: HOSPITAL.patientId, sample: 'CT_small.dcm', studies: [{ accession: 'H-ACC-1', instances: 1 }] }]);
     execFileSync('dcmodify', ['-nb', '-i', `(0010,0010)=${HOSPITAL.name}`, '-i', `(0010,0030)=${HOSPITAL.birthDate}`, '-i', `(0010,0040)=${HOSPITAL.sex}`, '-e', '(0010,0021)', earlier.file], { stdio: 'pipe' });
-    const seeded = await storescu(['-aet', 'SEED', '-aec', 'PACS', '127.0.0.1', String(o.dicomPort), earlier.file]);
+    const seeded = await storescu(['-aet', 'SEED', '-aec', 'PACS', '127.0.0.1', String(pacs.dicomPort), earlier.file]);
     if (seeded.code !== 0) throw new Error(`storescu to Orthanc failed: ${seeded.stderr}`);
   }
-  let pacs2: Orthanc | null = null;
-  if (opts.pacs2) {
-    const o = await startOrthanc({ dir: path.join(dir, 'pacs2'), aeTitle: 'PACS2' });
-    t.teardown(() => o.stop());
-    pacs2 = o;
-  }
-
 
   const nodes: Record<string, unknown>[] = [
     { name: 'PARTNER', aeTitle: 'PARTNER', host: '127.0.0.1', port: 104, allow: ['echo', 'store', 'find'], policy: 'upload' },
@@ -105,8 +101,7 @@ export async function startMergeWorld(
       forward: { retryInitialSeconds: 30 },
     },
   });
-  await addUser(srv, ADMIN, 'admin');
-  await addUser(srv, USER, 'user');
+  await Promise.all([addUser(srv, ADMIN, 'admin'), addUser(srv, USER, 'user')]);
   const sent = await makeStudies(path.join(dir, 'in'), [{ patient: 'ORIG-PAT-9', sample: 'CT_small.dcm', studies: [{ accession: 'ORIG-ACC-9', instances: 2 }] }]);
   const r = await dcmsend(['-aet', 'PARTNER', '-aec', 'UPLINK', '127.0.0.1', String(srv.dicomPort), ...sent.map((i) => i.file)]);
   if (r.code !== 0) throw new Error(`dcmsend failed (${r.code}):\n${r.stdout}${r.stderr}`);

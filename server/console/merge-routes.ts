@@ -8,9 +8,9 @@
  *   POST /admin/studies/:uid/merge/preview   the chosen patient: before / after, what changes, what blocks it
  *   POST /admin/studies/:uid/merge           apply: the merge job starts (audited 'merge.start'), optionally
  *                                            forwarding the corrected study to dicom.pacs again when done
- *   GET  /admin/studies/:uid/merge           the section body; while a merge runs it polls itself
+ *   GET  /admin/studies/:uid/merge           the section body; while a merge runs its progress polls itself
  *                                            (?watch=<merge id>); when the watched merge ends the whole panel is
- *                                            sent (HX-Retarget #study-panel) with what happened, and the list
+ *                                            sent (HX-Retarget #study-panel, HX-Reselect) with what happened, and the list
  *                                            reloads (HX-Trigger studies-changed)
  *   POST /admin/studies/:uid/merge/retry     continue a merge that failed where it stopped
  * A PACS that cannot be reached is reported in the section ("nothing was changed"); nothing is written before
@@ -104,6 +104,7 @@ export function registerMergeRoutes(router: Router, con: Console, deps: { applia
             : t('console.merge.failedNotice');
         ctx.set('HX-Retarget', '#study-panel');
         ctx.set('HX-Reswap', 'innerHTML');
+        ctx.set('HX-Reselect', 'article.study-panel');
         ctx.set('HX-Trigger', 'studies-changed');
         return con.renderPanel(ctx, uid, { notice });
       }

@@ -66,7 +66,10 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   t.match(await page.textContent('#merge-apply-form'), /2 images will be rewritten \(header only\)/);
   t.ok(await page.isChecked('#merge-forward'), 'forward again: ticked');
   await page.click('#merge-apply');
+  await page.waitForSelector('#merge-notice');
   await page.waitForSelector('#panel-notice:has-text("Merge done")', { timeout: 30_000 });
+  await page.waitForFunction("document.activeElement && document.activeElement.id === 'panel-notice'");
+  t.pass('when the merge ends, the panel shows the outcome and focus moves to it');
   t.match(await page.textContent('#panel-notice'), /2 images now carry the chosen patient, and the study is being forwarded to PACS again/);
   t.equal(await page.textContent('#stored-patient-id'), 'HOSP-4711', 'the panel shows the new patient');
   t.match(await page.textContent('#panel-heading'), /^Jansen, Pieter/);
@@ -114,6 +117,8 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   await page.waitForSelector('#transfer-notice:has-text("2 images queued for PACS2.")');
   await page.waitForSelector('#transfer-progress li[data-destination="PACS2"][data-state="done"]', { timeout: 30_000 });
   t.match(await page.textContent('#transfer-progress li[data-destination="PACS2"]'), /PACS2: done\s+2 of 2 images sent, 0 failed/);
+  t.equal(await page.textContent('#transfer-notice'), '2 images queued for PACS2.', 'the progress refreshed itself; the notice and the form stayed');
+  t.equal(await page.inputValue('#transfer-destination'), 'PACS2');
   t.equal(await pacs2.countInstances(), 2, 'the second Orthanc has the study');
   t.same((await orthancCopies(pacs2, w.sent[1].sop)).map((c) => c.patientId), ['HOSP-4711'], 'with the corrected patient');
   // one series to a node that does not answer: retrying

@@ -72,20 +72,20 @@ export function createUploadIntake(deps: UploadIntakeDeps): UploadIntake {
     switch (outcome.kind) {
       case 'stored':
         // The commit hook marked it in the instance's transaction; this only covers a hook that did not match.
-        if (records.file(f.id)?.state !== 'stored') records.setFile(f.id, 'stored', { reason: null });
+        if (records.file(f.id)?.state !== 'stored') records.settleFile(f.id, 'stored', null);
         break;
       case 'duplicate':
-        records.setFile(f.id, 'duplicate', { reason: null });
+        records.settleFile(f.id, 'duplicate', null);
         break;
       case 'quarantined':
-        records.setFile(f.id, 'quarantined', { reason: 'MALWARE' });
+        records.settleFile(f.id, 'quarantined', 'MALWARE');
         break;
       case 'rejected':
-        records.setFile(f.id, 'refused', { reason: outcome.error.code });
+        records.settleFile(f.id, 'refused', outcome.error.code);
         break;
       case 'retry':
         if (outcome.held) {
-          records.setFile(f.id, 'held', { reason: outcome.error.code });
+          records.settleFile(f.id, 'held', outcome.error.code);
           break;
         }
         {

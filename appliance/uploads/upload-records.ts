@@ -2,9 +2,18 @@
  * The server's record of browser uploads (tables `uploads` and `upload_files`, migration 400): who uploads
  * (an upload code or a logged-in user), what was chosen, and where each file is (see the states in the
  * migration). Pure data access: the rules live in uploads.ts.
+ *
+ * Durability: the database commits with synchronous=FULL (an fsync of the WAL per commit, blocking the event
+ * loop for milliseconds). The per-file bookkeeping of the transfer (a file's tus id, "received", "held",
+ * "touched") can be rebuilt from the staged files after a crash (uploads.ts start(): tus files whose bytes all
+ * arrived are taken in again; a file whose tus id was lost is sent again), so `setFile` and `touch` commit
+ * without waiting for the disk (synchronous=NORMAL for that one statement; the next FULL commit, e.g. the next
+ * instance stored, carries them to disk). Settled outcomes that cannot be rebuilt (stored, refused,
+ * quarantined) are written with `settleFile` (FULL); `stored` is written in the instance's own transaction.
  */
 import { randomBytes } from 'node:crypto';
 import { ALPHABET } from '../codes/code-format.ts';
+import type Database from 'better-sqlite3';
 import type { Db } from '../store/db.ts';
 import type { CommitHook } from '../store/study-index.ts';
 
@@ -101,7 +110,10 @@ export interface UploadRecords {
   fileByTus(tusId: string): FileRow | null;
   addFiles(uploadId: number, files: NewFile[]): void;
   removeFiles(ids: number[]): void;
+  /** Transfer bookkeeping (recoverable after a crash): written without waiting for the disk. */
   setFile(id: number, state: FileState, opts?: { reason?: string | null; tusId?: string | null; attempts?: number }): void;
+  /** A settled outcome (refused, quarantined, duplicate, discarded): durable when it returns. */
+  settleFile(id: number, state: FileState, reason: string | null): void;
   /** SOP Instance UIDs the principal's earlier uploads got into the store (check before send). */
   keptSops(p: Principal, sops: string[]): Set<string>;
   /** Bytes of the distinct files a code's uploads got into the store (chosen again, they are not sent again). */
@@ -231,6 +243,18 @@ export function createUploadRecords(db: Db): UploadRecords {
     "SELECT name, sop_uid, study_uid, state, reason FROM upload_files WHERE upload_ref = ? AND state IN ('refused', 'quarantined') ORDER BY id LIMIT ?",
   );
   const allTus = db.prepare('SELECT tus_id FROM upload_files WHERE tus_id IS NOT NULL');
+  const settle = db.prepare('UPDATE upload_files SET state = ?, reason = ?, updated_at = ? WHERE id = ?');
+  const fileStatements = new Map<string, Database.Statement<unknown[]>>();
+  /** Run a write that need not wait for the disk (see the header). */
+  const relaxed = <T>(fn: () => T): T => {
+    if (db.inTransaction) return fn();
+    db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      db.pragma('synchronous = FULL');
+    }
+  };
   const stale = db.prepare("SELECT * FROM uploads WHERE state = 'uploading' AND updated_at < ?");
   // The commit hook's statements: the file of the upload that brought the instance, and the code's bytes used.
   const hookStored = db.prepare(
@@ -292,7 +316,7 @@ export function createUploadRecords(db: Db): UploadRecords {
       setDetails.run(d.contact, JSON.stringify(d.studies), now(), id);
     },
     touch(id) {
-      touch.run(now(), id);
+      relaxed(() => touch.run(now(), id));
     },
     files(uploadId) {
       return (filesOf.all(uploadId) as FRow[]).map(toFile);
@@ -326,7 +350,14 @@ export function createUploadRecords(db: Db): UploadRecords {
       if ('reason' in opts) (sets.push('reason = ?'), args.push(opts.reason ?? null));
       if ('tusId' in opts) (sets.push('tus_id = ?'), args.push(opts.tusId ?? null));
       if (opts.attempts !== undefined) (sets.push('attempts = ?'), args.push(opts.attempts));
-      db.prepare(`UPDATE upload_files SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+      const sql = `UPDATE upload_files SET ${sets.join(', ')} WHERE id = ?`;
+      let stmt = fileStatements.get(sql);
+      if (!stmt) fileStatements.set(sql, (stmt = db.prepare(sql)));
+      const st = stmt;
+      relaxed(() => st.run(...args, id));
+    },
+    settleFile(id, state, reason) {
+      settle.run(state, reason, now(), id);
     },
     keptSops(p, sops) {
       const want = new Set(sops);

@@ -256,7 +256,7 @@ export function createUploads(deps: UploadsDeps): Uploads {
       await fh.close();
     }
     if (marker !== 'DICM') {
-      records.setFile(f.id, 'refused', { reason: 'NOT_DICOM' });
+      records.settleFile(f.id, 'refused', 'NOT_DICOM');
       await removeTusFiles(tusDir, f.tusId!);
       log.warn({ upload: u.reference, file: f.id }, 'uploaded file refused: not a DICOM Part 10 file');
       scheduleState(u.id);
@@ -276,7 +276,7 @@ export function createUploads(deps: UploadsDeps): Uploads {
     for (const f of records.files(u.id)) {
       if (FINAL_STATES.includes(f.state)) continue;
       if (f.tusId) await removeTusFiles(tusDir, f.tusId);
-      records.setFile(f.id, 'discarded');
+      records.settleFile(f.id, 'discarded', null);
       discarded++;
     }
     const held = await deps.dropHeld((o) => o.uploadRef === u.id && o.batch === `upload:${u.reference}`);
@@ -511,10 +511,10 @@ export function createUploads(deps: UploadsDeps): Uploads {
       if (!f) return;
       // `stored` was written by the commit hook already; the others are written here.
       if (f.state === 'held') {
-        if (outcome.kind === 'stored') records.setFile(id, 'stored', { reason: null });
-        else if (outcome.kind === 'duplicate') records.setFile(id, 'duplicate', { reason: null });
-        else if (outcome.kind === 'quarantined') records.setFile(id, 'quarantined', { reason: 'MALWARE' });
-        else if (outcome.kind === 'rejected') records.setFile(id, 'refused', { reason: outcome.error.code });
+        if (outcome.kind === 'stored') records.settleFile(id, 'stored', null);
+        else if (outcome.kind === 'duplicate') records.settleFile(id, 'duplicate', null);
+        else if (outcome.kind === 'quarantined') records.settleFile(id, 'quarantined', 'MALWARE');
+        else if (outcome.kind === 'rejected') records.settleFile(id, 'refused', outcome.error.code);
       }
       scheduleState(f.uploadRef);
     },

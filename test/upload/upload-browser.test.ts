@@ -172,7 +172,8 @@ t.test('uploading from the portal page', async (t) => {
     const set = benchSet('upload-pause', 4, 512);
     const { page, problems } = await openPage(t, browser);
     await enterCode(page, srv.url, await srv.createCode());
-    // Hold each file's second chunk, so the transfer is mid-file when PAUSE UPLOAD is pressed.
+    // Hold each file's third chunk (the first goes with the POST creating it), so the transfer is mid-file when
+    // PAUSE UPLOAD is pressed.
     let hold = true;
     const held: Route[] = [];
     const tus = await routeTus(page, async (route, r) => {
@@ -188,10 +189,10 @@ t.test('uploading from the portal page', async (t) => {
     await until(page, `document.getElementById('panel-upload')?.dataset.transfer === 'sending'`);
     const deadline = Date.now() + 30_000;
     while (held.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    t.equal(held.length, 3, 'three files in flight, each with its first chunk on the server');
+    t.equal(held.length, 3, 'three files in flight, each with two chunks on the server');
     t.equal(await page.locator('#upload-pause').innerText(), 'PAUSE UPLOAD');
-    await until(page, `document.getElementById('panel-upload').dataset.percent === '9'`);
-    t.match(await page.locator('#upload-figures').innerText(), /^9% sent \(196\.6 kB of 2\.1 MB\)/, 'overall progress: three chunks of 64 KiB');
+    await until(page, `document.getElementById('panel-upload').dataset.percent === '18'`);
+    t.match(await page.locator('#upload-figures').innerText(), /^18% sent \(393\.2 kB of 2\.1 MB\)/, 'overall progress: six chunks of 64 KiB');
     t.match(await page.locator('#upload-studies').innerText(), /: 0 of 4 images sent$/, 'images sent per study');
     await page.click('#upload-pause');
     t.equal(await transferState(page), 'paused');
@@ -214,7 +215,7 @@ t.test('uploading from the portal page', async (t) => {
     for (const p of partial) {
       const url = `/upload/files/${p.tus_id}`;
       const patches = after.filter((e) => e.path === url && e.method === 'PATCH');
-      t.ok(patches.length > 0 && patches[0].offset === 65536, `${p.tus_id}: resumed at 65536, not from 0`);
+      t.ok(patches.length > 0 && patches[0].offset === 2 * 65536, `${p.tus_id}: resumed at 131072, not from 0`);
       t.ok(after.some((e) => e.path === url && e.method === 'HEAD'), 'after asking the server where it stands');
     }
     t.equal(await page.locator('#upload-kept').innerText(), '4 of 4 images received by the hospital');
@@ -230,7 +231,7 @@ t.test('uploading from the portal page', async (t) => {
     let cut = 0;
     let cutUrl = '';
     const tus = await routeTus(page, async (route, r) => {
-      // After the first file's second chunk, the network is gone for the next four requests to that file.
+      // After the first file's third chunk, the network is gone for the next four requests to that file.
       if (!cutUrl && r.method === 'PATCH' && r.patchesOfUrl === 3) cutUrl = r.path;
       if (cutUrl === r.path && cut < 4) {
         cut++;
@@ -247,7 +248,7 @@ t.test('uploading from the portal page', async (t) => {
     const after = tus.log.filter((e) => e.path === cutUrl);
     const lastPatch = after.filter((e) => e.method === 'PATCH').pop()!;
     t.ok(after.some((e) => e.method === 'HEAD'), 'the browser asked where the server stands');
-    t.ok(after.filter((e) => e.method === 'PATCH' && e.offset === 2 * 65536).length >= 2, 'the cut chunk was sent again from the server\'s offset');
+    t.ok(after.filter((e) => e.method === 'PATCH' && e.offset === 3 * 65536).length >= 2, 'the cut chunk was sent again from the server\'s offset');
     t.ok(lastPatch.offset > 0, 'never from the start');
     t.equal(await page.locator('#upload-kept').innerText(), '3 of 3 images received by the hospital');
     const sops = await Promise.all(set.map(async (f) => (await readHeader(f)).sopInstanceUID));

@@ -308,7 +308,7 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
     j.state = how;
     j.sent = j.image.file.size;
     studyOf.get(j.studyUid)!.done++;
-    tick(true);
+    tick();
     schedule();
     void checkAllSent();
   };
@@ -370,6 +370,8 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
         endpoint: r.endpoint,
         uploadUrl: j.url,
         chunkSize: r.chunkBytes,
+        // The first chunk goes with the request creating the file: a small file takes one request.
+        uploadDataDuringCreation: true,
         metadata: { upload: r.reference, sop: j.sop },
         headers: { 'X-CSRF-Token': csrfToken() },
         retryDelays: RETRY_DELAYS,

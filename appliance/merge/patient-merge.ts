@@ -19,7 +19,8 @@
  * A job that fails (unreadable file, a character set that cannot hold the new name, ...) is 'failed' with the
  * reason, audited 'merge.failed'; the console shows how far it got and offers to try again.
  * Instances that arrive for the study while it is being merged are merged too (the job ends only when none is
- * left after the last one done, checked in the final transaction).
+ * left after the last one done, checked in the final transaction). Instances that arrive after a merge carry what
+ * they came with: merging the study again onto the same patient is then allowed (and rewrites them).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -96,6 +97,11 @@ export interface MergePreview {
   instances: number;
   /** Whether any instance of the study is in the local index under the chosen patient already (another study). */
   knownPatient: boolean;
+  /**
+   * Instances that arrived after the study's last finished merge (they still carry what they came with). Merging
+   * again onto the same patient is allowed only for them.
+   */
+  lateArrivals: number;
   /** Why it cannot be applied (empty: it can). */
   blockers: MergeBlocker[];
   /** The node the corrected study can be forwarded to again (dicom.pacs with send: true), or null. */
@@ -208,6 +214,9 @@ export function createPatientMerge(deps: PatientMergeDeps): PatientMerge {
     SELECT i.id, i.path, i.sop_uid FROM instances i JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref
     WHERE st.study_uid = ? AND i.id > ? ORDER BY i.id LIMIT 1`);
   const patientKnown = db.prepare('SELECT 1 FROM patients WHERE patient_id = ? AND issuer = ?');
+  const lateArrivals = db.prepare(`
+    SELECT count(*) AS n FROM instances i JOIN series se ON se.id = i.series_ref JOIN studies st ON st.id = se.study_ref
+    WHERE st.study_uid = @uid AND i.received_at > (SELECT max(finished_at) FROM study_merges WHERE study_uid = @uid AND state = 'done')`);
   const jobById = db.prepare('SELECT * FROM study_merges WHERE id = ?');
   const latestJob = db.prepare('SELECT * FROM study_merges WHERE study_uid = ? ORDER BY id DESC LIMIT 1');
   const runningJob = db.prepare("SELECT id FROM study_merges WHERE study_uid = ? AND state = 'running'");
@@ -281,9 +290,10 @@ export function createPatientMerge(deps: PatientMergeDeps): PatientMerge {
     const before = identityOf(cur);
     const { identity: after, problems } = checkIdentity(target);
     const instances = (countInstances.get(studyUid, 0) as { n: number }).n;
+    const late = (lateArrivals.get({ uid: studyUid }) as { n: number }).n;
     const blockers: MergeBlocker[] = [];
     if (problems.length) blockers.push({ kind: 'invalid', fields: problems });
-    else if (sameIdentity(before, after)) blockers.push({ kind: 'same' });
+    else if (sameIdentity(before, after) && late === 0) blockers.push({ kind: 'same' });
     if (runningJob.get(studyUid)) blockers.push({ kind: 'running' });
     const lossy = problems.length ? [] : unencodableFields(after, cur.charset);
     if (lossy.length) blockers.push({ kind: 'charset', fields: lossy, charset: cur.charset || 'ISO_IR 6' });
@@ -295,6 +305,7 @@ export function createPatientMerge(deps: PatientMergeDeps): PatientMerge {
       changed: changedFields(before, after),
       instances,
       knownPatient: !!patientKnown.get(after.patientId, after.issuer),
+      lateArrivals: late,
       blockers,
       forwardTo: forwardNode(),
     };

@@ -20,6 +20,7 @@ import { runningMarker } from '../../appliance/store/consistency.ts';
 import { dcmdump } from '../helpers/dcmtk.ts';
 import { writeTestConfig } from '../helpers/server.ts';
 import { makeStudies, type TestInstance } from '../intake/lib/studies.ts';
+import { copyWithNewUids } from '../helpers/samples.ts';
 import { pixelDataBytes } from './lib/merge-world.ts';
 
 const by = { kind: 'user' as const, name: 'alice', ip: '127.0.0.1' };
@@ -128,6 +129,20 @@ t.test('merge with a patient of the local index', async (t) => {
   t.same(audit.map((a) => a.action), ['merge.start', 'merge']);
   t.match(JSON.parse(audit[1].detail), { before: { patientId: 'P-WRONG', name: preview.before.name }, after: { patientId: 'P-RIGHT', name: 'Right^Rita' }, instances: 2, source: 'index' });
   t.match(merge.latest(study), { id: job.id, state: 'done' });
+
+  // An image of the study that arrives after the merge carries the old patient: merging onto the same patient
+  // again is then allowed, and rewrites it.
+  t.match(merge.preview(study, target).blockers, [{ kind: 'same' }], 'merged: the same patient again is blocked');
+  const [late] = copyWithNewUids([wrong[0].file], path.join(w.dir, 'late'));
+  await w.ingest([{ ...wrong[0], file: late }]);
+  const again = merge.preview(study, target);
+  t.equal(again.lateArrivals, 1, 'one image arrived after the merge');
+  t.same(again.blockers, [], 'so merging again is allowed');
+  const job2 = merge.start(study, target, { source: 'index', forward: false, by });
+  await merge.settled(job2.id);
+  t.match(merge.get(job2.id), { state: 'done', done: 3 });
+  for (const f of w.files(study)) t.match((await dcmdump(['+P', '0010,0020', f.abs])).stdout, /\[P-RIGHT\]/, 'every image, the late one too');
+  t.equal(merge.preview(study, target).lateArrivals, 0);
 });
 
 t.test('a crash between replacing a file and indexing it: recovered before the store check, then finished', async (t) => {

@@ -127,11 +127,17 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   await page.click('#transfer-send');
   await page.waitForSelector('#transfer-progress li[data-destination="OFFLINE"][data-state="retrying"]', { timeout: 30_000 });
   t.match(await page.textContent('#transfer-progress li[data-destination="OFFLINE"]'), /Next attempt/);
+  // the whole study to a node whose AE title is wrong: refused for good
+  await page.selectOption('#transfer-what', '');
+  await page.selectOption('#transfer-destination', 'MISNAMED');
+  await page.click('#transfer-send');
+  await page.waitForSelector('#transfer-progress li[data-destination="MISNAMED"][data-state="failed"]', { timeout: 30_000 });
+  t.match(await page.textContent('#transfer-progress li[data-destination="MISNAMED"]'), /failed\s+0 of 2 images sent, 2 failed[\s\S]*reject/i, 'failed, with the reason');
 
   // ---- Nodes: C-ECHO each way, the queue per node, Resend
   await page.click('.console-nav a[href="/admin/nodes"]');
   await page.waitForURL(`${srv.url}/admin/nodes`);
-  t.same(await page.evaluate("[...document.querySelectorAll('#nodes-table tbody tr')].map((r) => r.dataset.node)"), ['PARTNER', 'PACS', 'PACS2', 'OFFLINE']);
+  t.same(await page.evaluate("[...document.querySelectorAll('#nodes-table tbody tr')].map((r) => r.dataset.node)"), ['PARTNER', 'PACS', 'PACS2', 'MISNAMED', 'OFFLINE']);
   t.match(await page.textContent('tr[data-node="PACS"]'), /hospital PACS[\s\S]*PACS[\s\S]*127\.0\.0\.1:\d+[\s\S]*nothing[\s\S]*yes/);
   t.match(await page.textContent('tr[data-node="PARTNER"]'), /C-ECHO, C-STORE, C-FIND[\s\S]*no[\s\S]*upload/);
   await page.click('tr[data-node="PACS2"] .echo-button');
@@ -147,9 +153,15 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   t.match(await offline.textContent(), /Last problem: .*refused/);
   t.match(await offline.locator(`tr[data-study="${studyUid}"]`).textContent(), /retrying[\s\S]*Jansen, Pieter[\s\S]*0 of 2 images sent[\s\S]*Next attempt/i);
   t.match(await page.textContent('section.destination[data-destination="PACS2"] [data-count="done"]'), /done: 2/i);
-  await offline.locator('button.resend-node').click();
+  const misnamed = page.locator('section.destination[data-destination="MISNAMED"]');
+  t.match(await misnamed.locator('[data-count="failed"]').textContent(), /failed: 2/i);
+  t.match(await misnamed.locator(`tr[data-study="${studyUid}"]`).textContent(), /failed[\s\S]*0 of 2 images sent, 2 failed[\s\S]*reject/i, 'failed, with the reason');
+  await misnamed.locator(`tr[data-study="${studyUid}"] button.resend-study`).click();
   await page.waitForSelector('#queue-notice');
-  t.match(await page.textContent('#queue-notice'), /2 images queued for OFFLINE again\./);
+  t.match(await page.textContent('#queue-notice'), /2 images queued for MISNAMED again\./, 'Resend one study');
+  await offline.locator('button.resend-node').click();
+  await page.waitForSelector('#queue-notice:has-text("OFFLINE")');
+  t.match(await page.textContent('#queue-notice'), /2 images queued for OFFLINE again\./, 'Resend what failed to a node');
   t.ok(one<{ n: number }>("SELECT count(*) AS n FROM audit WHERE action = 'forward-resend' AND actor = 'alice'").n >= 1, 'the resend is audited');
 
   // ---- download the ZIP: the stored files byte for byte, and a DICOMDIR
@@ -206,8 +218,8 @@ t.test('merge, transfer, nodes, download and delete in a browser', async (t) => 
   t.match(merge, { before: { patientId: pseudonym, issuer: 'UPLINK' }, after: HOSPITAL, source: 'pacs:PACS', instances: 2, forwardTo: 'PACS' }, 'before / after of the merge');
   t.same(
     q<{ detail: string }>("SELECT detail FROM audit WHERE action = 'forward' AND actor = 'alice' ORDER BY id").map((r) => JSON.parse(r.detail).destination),
-    ['PACS', 'PACS2', 'OFFLINE'],
-    'the re-forward and both transfers',
+    ['PACS', 'PACS2', 'OFFLINE', 'MISNAMED'],
+    'the re-forward and the transfers',
   );
   t.notMatch(out(), /HOSP-4711|Jansen|jansen/, 'no patient data in the server log');
   t.same(problems, [], 'no CSP violation, script error or console error');

@@ -90,6 +90,8 @@ export async function startMergeWorld(
     { name: 'PARTNER', aeTitle: 'PARTNER', host: '127.0.0.1', port: 104, allow: ['echo', 'store', 'find'], policy: 'upload' },
     { name: 'PACS', aeTitle: 'PACS', host: '127.0.0.1', port: pacs ? pacs.dicomPort : 9, allow: [], send: true },
     ...(pacs2 ? [{ name: 'PACS2', aeTitle: 'PACS2', host: '127.0.0.1', port: pacs2.dicomPort, allow: [], send: true }] : []),
+    // the second Orthanc under a wrong AE title: it rejects the association for good (failed)
+    ...(pacs2 ? [{ name: 'MISNAMED', aeTitle: 'NOT-PACS2', host: '127.0.0.1', port: pacs2.dicomPort, allow: [], send: true }] : []),
     ...(opts.nodes ?? []),
   ];
   const srv = await startServer(t, {

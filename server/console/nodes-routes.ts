@@ -13,6 +13,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Appliance } from '../../appliance/appliance.ts';
 import { AppError } from '../../appliance/errors.ts';
+import type { ForwardProgress } from '../../appliance/forward/forwarding.ts';
 import type { NodeConfig } from '../../config/schema.ts';
 import { readForm } from '../web/body.ts';
 import { isHtmx } from '../web/htmx.ts';
@@ -20,6 +21,7 @@ import type { Console } from './console.ts';
 
 /** Studies listed per destination (the most recently changed first). */
 const STUDIES_PER_NODE = 50;
+const PENDING = ['sending', 'queued', 'retrying', 'failed'] as const;
 
 export function registerNodesRoutes(router: Router, con: Console, deps: { appliance: Appliance }): void {
   const { config } = con.web;
@@ -43,7 +45,10 @@ export function registerNodesRoutes(router: Router, con: Console, deps: { applia
 
   const queue = () => {
     const destinations = forward.destinations().map((d) => {
-      const pending = forward.studies({ destination: d.destination, limit: STUDIES_PER_NODE * 4 }).filter((p) => p.state !== 'done').slice(0, STUDIES_PER_NODE);
+      // Studies with an instance in a state other than done (each state asked for: done ones never crowd them out).
+      const byStudy = new Map<string, ForwardProgress>();
+      for (const state of PENDING) for (const p of forward.studies({ destination: d.destination, state, limit: STUDIES_PER_NODE })) byStudy.set(p.studyUid, p);
+      const pending = [...byStudy.values()].sort((a, b) => b.updatedAt.localeCompare(a.updatedAt)).slice(0, STUDIES_PER_NODE);
       const info = pending.length
         ? new Map(
             studies

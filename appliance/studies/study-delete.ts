@@ -12,6 +12,7 @@
  *      (unclean) removes them as never acknowledged, the same rule as for a crash during ingest.
  * A study being merged is not deleted (CONFLICT) until the merge is over.
  */
+import { rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ActorKind, AuditLog } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
@@ -141,8 +142,15 @@ export function createStudyDelete(deps: { db: Db; store: FileStore; audit: Audit
           log.warn({ err: e, study: studyUid }, 'a deleted study\'s file could not be removed');
         }
       }
-      // The removals made durable (not needed for consistency: a file that comes back after a crash has no row).
-      for (const d of dirs) await fsyncPath(d).catch(() => undefined);
+      // The study's folder goes when it is empty (the store keeps a folder per study); the removals made durable
+      // (not needed for consistency: a file that comes back after a crash has no row, and is removed at start).
+      for (const d of dirs) {
+        const gone = await rmdir(d).then(
+          () => true,
+          () => false, // not empty (another study's files) or already gone
+        );
+        await fsyncPath(gone ? path.dirname(d) : d).catch(() => undefined);
+      }
       log.info({ study: studyUid, instances: summary.instances, bytes: summary.bytes, removed, left }, 'study deleted');
       return { ...summary, filesRemoved: removed, filesLeft: left };
     },

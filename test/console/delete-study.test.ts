@@ -58,6 +58,7 @@ t.test('delete a study: rows, jobs and files; the patient with its last study; a
   t.equal(count('SELECT count(*) AS n FROM forward_jobs WHERE study_uid = ?', first), 0, 'its forwarding jobs cancelled');
   for (const table of ['study_labels', 'study_original_ids', 'study_uploads']) t.equal(count(`SELECT count(*) AS n FROM ${table} WHERE study_ref = ?`, firstRef), 0, `no ${table} rows`);
   t.ok(firstFiles.every((f) => !existsSync(f)), 'its files are gone');
+  t.ok(firstFiles.every((f) => !existsSync(path.dirname(f)) || filesOf(second).some((g) => path.dirname(g) === path.dirname(f))), "and its folder, unless another study's files are in it");
   t.equal(count('SELECT count(*) AS n FROM instances'), 1, 'the other study is untouched');
   t.equal(count('SELECT count(*) AS n FROM patients'), 1, 'the patient stays: another study has it');
   const entry = appliance.db.prepare("SELECT actor, study_uid, detail FROM audit WHERE action = 'delete'").get() as { actor: string; study_uid: string; detail: string };

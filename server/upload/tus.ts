@@ -32,7 +32,12 @@ const TUS_RESUMABLE = '1.0.0';
 export class DurableFileStore extends FileStore {
   override async write(readable: IncomingMessage | Readable, fileId: string, offset: number): Promise<number> {
     const end = await super.write(readable, fileId, offset);
-    await fsyncPath(path.join(this.directory, fileId));
+    try {
+      await fsyncPath(path.join(this.directory, fileId));
+    } catch (e) {
+      // Removed while it was being written (the upload was cancelled): nothing left to make durable.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
     return end;
   }
 }

@@ -200,6 +200,8 @@ t.test('upload endpoints', async (t) => {
     await client.get('/login');
     const login = await client.postForm('/login', { name: 'radiographer', password: 'a long enough password' });
     t.equal(login.status, 303);
+    const consolePage = await client.get('/admin/studies');
+    t.match(consolePage.text_, /<a href="\/upload"[^>]*>Upload<\/a>/, 'the console links to the upload page');
     const page = await client.get('/upload');
     t.equal(page.status, 200, 'the portal page, without a code');
     t.match(page.text_, 'You are uploading as radiographer, without an upload code.');

@@ -160,7 +160,8 @@ export function createTusUploader(): Uploader {
           comment: s.comment,
           date: s.images[0]?.header.studyDate ?? '',
           description: s.images[0]?.header.studyDescription ?? '',
-          files: s.images.map((i) => ({ sop: i.header.sopInstanceUid, sopClass: i.header.sopClassUid, size: i.file.size, name: i.path })),
+          // The name only names the file in reports: its last 200 characters are enough.
+          files: s.images.map((i) => ({ sop: i.header.sopInstanceUid, sopClass: i.header.sopClassUid, size: i.file.size, name: i.path.slice(-200) })),
         })),
         email: sel.email,
         phone: sel.phone,

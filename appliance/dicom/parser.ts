@@ -15,11 +15,24 @@ import { syntaxInfo } from './transfer-syntax.ts';
 
 export const UNDEFINED_LENGTH = 0xffffffff;
 
-export type Request =
-  | { op: 'read'; n: number }
-  | { op: 'skip'; n: number }
-  | { op: 'peek'; n: number }
-  | { op: 'inflate' };
+/**
+ * What the parser asks its driver (see read-file.ts `drive`): once, at the start, the source to read from;
+ * afterwards only promises the source returned (answers it could not give at once), to be awaited.
+ */
+export type Request = { op: 'source' } | Promise<unknown>;
+
+/**
+ * Where the parser's bytes come from. Answers may be immediate (the bytes are at hand) or promises (I/O);
+ * the parser asks its driver to await only the latter, so walking bytes already in memory costs no
+ * round trips through the event loop.
+ */
+export interface Source {
+  read(n: number): Promise<Buffer> | Buffer;
+  skip(n: number): Promise<number> | number;
+  peek(n: number): Promise<Buffer> | Buffer;
+  /** Replace the rest of the source by its raw-inflated content. */
+  inflate(): Promise<void> | void;
+}
 
 /** One step of the path from the top-level dataset down to an element: the sequence and the item index. */
 export interface PathStep {
@@ -95,23 +108,22 @@ class Ctx {
   pos = 0;
   elements = 0;
   stopped = false;
+  src!: Source;
   constructor(
     readonly visitor: Visitor,
     readonly limits: Limits,
   ) {}
 
-  /** `what` names the bytes for the error message (a function: messages are built only when needed). */
-  *read(n: number, what: What, eofOk = false): Gen<Buffer> {
-    const b: Buffer = yield { op: 'read', n };
+  /** Check a read answer and advance. `what` names the bytes for the error message (built only when needed). */
+  got(b: Buffer, n: number, what: What, eofOk = false): Buffer {
     if (b.length < n && !(eofOk && b.length === 0)) throw new AppError('TRUNCATED', `The data ends inside ${describe(what)} at byte ${this.pos + b.length}.`);
     this.pos += b.length;
     return b;
   }
 
-  *skip(n: number, what: What): Gen<void> {
-    const skipped: number = yield { op: 'skip', n };
-    this.pos += skipped;
-    if (skipped < n) throw new AppError('TRUNCATED', `The data ends inside ${describe(what)}: ${n} bytes declared at byte ${this.pos - skipped}, ${skipped} present.`);
+  skipped(k: number, n: number, what: What): void {
+    this.pos += k;
+    if (k < n) throw new AppError('TRUNCATED', `The data ends inside ${describe(what)}: ${n} bytes declared at byte ${this.pos - k}, ${k} present.`);
   }
 }
 
@@ -135,12 +147,16 @@ function* walkDataset(ctx: Ctx, enc: Encoding, end: number | undefined, depth: n
       if (ctx.pos > end) throw new AppError('MALFORMED', `An element overruns its sequence item (item ends at byte ${end}, element at ${ctx.pos}).`);
     }
     const offset = ctx.pos;
-    const head = yield* ctx.read(4, 'an element tag', topLevel && end === undefined);
+    let head_ = ctx.src.read(4);
+    if (head_ instanceof Promise) head_ = yield head_;
+    const head = ctx.got(head_ as Buffer, 4, 'an element tag', topLevel && end === undefined);
     if (head.length === 0) return 'eof';
     const le = enc.littleEndian;
     const t = readTag(head, le);
     if (t === Tags.ItemDelimitation) {
-      yield* ctx.read(4, 'an item delimiter');
+      let d_ = ctx.src.read(4);
+      if (d_ instanceof Promise) d_ = yield d_;
+      ctx.got(d_ as Buffer, 4, 'an item delimiter');
       if (topLevel) throw new AppError('MALFORMED', `An item delimiter appears outside any sequence at byte ${offset}.`);
       return 'delimiter';
     }
@@ -152,20 +168,24 @@ function* walkDataset(ctx: Ctx, enc: Encoding, end: number | undefined, depth: n
     let vr: string;
     let length: number;
     if (enc.explicitVR) {
-      const vb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
+      let vb_ = ctx.src.read(4);
+      if (vb_ instanceof Promise) vb_ = yield vb_;
+      const vb = ctx.got(vb_ as Buffer, 4, () => `the header of element ${tagString(t)}`);
       vr = vb.toString('latin1', 0, 2);
       if (!KNOWN_VRS.has(vr)) {
         throw new AppError('MALFORMED', `Element ${tagString(t)} at byte ${offset} has an unknown VR "${vr.replace(/[^\x20-\x7e]/g, '?')}".`);
       }
       if (LONG_VRS.has(vr)) {
-        const lb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
-        length = u32(lb, 0, le);
+        let lb_ = ctx.src.read(4);
+        if (lb_ instanceof Promise) lb_ = yield lb_;
+        length = u32(ctx.got(lb_ as Buffer, 4, () => `the header of element ${tagString(t)}`), 0, le);
       } else {
         length = u16(vb, 2, le);
       }
     } else {
-      const lb = yield* ctx.read(4, () => `the header of element ${tagString(t)}`);
-      length = u32(lb, 0, le);
+      let lb_ = ctx.src.read(4);
+      if (lb_ instanceof Promise) lb_ = yield lb_;
+      length = u32(ctx.got(lb_ as Buffer, 4, () => `the header of element ${tagString(t)}`), 0, le);
       vr = dictionaryVR(t);
     }
 
@@ -196,10 +216,13 @@ function* walkDataset(ctx: Ctx, enc: Encoding, end: number | undefined, depth: n
     } else if (action === 'value') {
       if (length > ctx.limits.maxValueBytes)
         throw new AppError('TOO_LARGE', `Element ${tagString(t)} has a ${length}-byte value; at most ${ctx.limits.maxValueBytes} are read.`);
-      const v = yield* ctx.read(length, () => `the value of element ${tagString(t)}`);
-      ctx.visitor.value?.(e, v);
+      let v_ = ctx.src.read(length);
+      if (v_ instanceof Promise) v_ = yield v_;
+      ctx.visitor.value?.(e, ctx.got(v_ as Buffer, length, () => `the value of element ${tagString(t)}`));
     } else {
-      yield* ctx.skip(length, () => `the value of element ${tagString(t)}`);
+      let k_ = ctx.src.skip(length);
+      if (k_ instanceof Promise) k_ = yield k_;
+      ctx.skipped(k_ as number, length, () => `the value of element ${tagString(t)}`);
     }
   }
 }
@@ -214,7 +237,9 @@ function* walkSequence(ctx: Ctx, seq: Element, enc: Encoding, depth: number, pat
       return 'done';
     }
     const offset = ctx.pos;
-    const h = yield* ctx.read(8, () => `an item of sequence ${tagString(seq.tag)}`);
+    let h_ = ctx.src.read(8);
+    if (h_ instanceof Promise) h_ = yield h_;
+    const h = ctx.got(h_ as Buffer, 8, () => `an item of sequence ${tagString(seq.tag)}`);
     const t = readTag(h, le);
     const len = u32(h, 4, le);
     if (t === Tags.SequenceDelimitation) {
@@ -239,7 +264,9 @@ function* walkSequence(ctx: Ctx, seq: Element, enc: Encoding, depth: number, pat
 function* walkFragments(ctx: Ctx, pixel: Element, le: boolean): Gen<void> {
   for (let index = 0; ; index++) {
     const offset = ctx.pos;
-    const h = yield* ctx.read(8, 'an encapsulated pixel data item');
+    let h_ = ctx.src.read(8);
+    if (h_ instanceof Promise) h_ = yield h_;
+    const h = ctx.got(h_ as Buffer, 8, 'an encapsulated pixel data item');
     const t = readTag(h, le);
     const len = u32(h, 4, le);
     if (t === Tags.SequenceDelimitation) {
@@ -250,22 +277,30 @@ function* walkFragments(ctx: Ctx, pixel: Element, le: boolean): Gen<void> {
       throw new AppError('MALFORMED', `Encapsulated pixel data holds ${tagString(t)} at byte ${offset} where a fragment was expected.`);
     if (++ctx.elements > ctx.limits.maxElements) throw new AppError('TOO_COMPLEX', `The data has more than ${ctx.limits.maxElements} elements.`);
     ctx.visitor.fragment?.(pixel, index, offset, len);
-    yield* ctx.skip(len, 'a pixel data fragment');
+    let k_ = ctx.src.skip(len);
+    if (k_ instanceof Promise) k_ = yield k_;
+    ctx.skipped(k_ as number, len, 'a pixel data fragment');
   }
 }
 
-/** Walk a bare dataset in the given transfer syntax (C-STORE data, or a file's dataset after its meta). */
-export function* parseDataset(visitor: Visitor, transferSyntaxUID: string, limits: Limits = defaultLimits, startOffset = 0): Gen<WalkEnd> {
+function* walkTop(ctx: Ctx, transferSyntaxUID: string): Gen<WalkEnd> {
   const info = syntaxInfo(transferSyntaxUID);
   if (!info) throw new AppError('UNSUPPORTED_SYNTAX', `Transfer syntax ${transferSyntaxUID} is not supported.`);
-  const ctx = new Ctx(visitor, limits);
-  ctx.pos = startOffset;
   if (info.deflated) {
-    yield { op: 'inflate' };
+    const p = ctx.src.inflate();
+    if (p instanceof Promise) yield p;
     ctx.pos = 0;
   }
   const r = yield* walkDataset(ctx, info, undefined, 0, []);
   return r === 'stop' ? 'stop' : 'eof';
+}
+
+/** Walk a bare dataset in the given transfer syntax (C-STORE data, or a file's dataset after its meta). */
+export function* parseDataset(visitor: Visitor, transferSyntaxUID: string, limits: Limits = defaultLimits, startOffset = 0): Gen<WalkEnd> {
+  const ctx = new Ctx(visitor, limits);
+  ctx.src = yield { op: 'source' };
+  ctx.pos = startOffset;
+  return yield* walkTop(ctx, transferSyntaxUID);
 }
 
 const trimUid = (b: Buffer) => b.toString('latin1').replace(/[\0 ]+$/, '');
@@ -273,29 +308,41 @@ const trimUid = (b: Buffer) => b.toString('latin1').replace(/[\0 ]+$/, '');
 /** Walk a Part 10 file: preamble, "DICM", file meta group (explicit VR little endian), then the dataset. */
 export function* parsePart10(visitor: Visitor, limits: Limits = defaultLimits): Gen<WalkEnd> {
   const ctx = new Ctx(visitor, limits);
-  const head: Buffer = yield { op: 'read', n: 132 };
+  ctx.src = yield { op: 'source' };
+  let head_ = ctx.src.read(132);
+  if (head_ instanceof Promise) head_ = yield head_;
+  const head = head_ as Buffer;
   ctx.pos += head.length;
   if (head.length < 132 || head.toString('latin1', 128, 132) !== 'DICM')
     throw new AppError('NOT_DICOM', 'This is not a DICOM Part 10 file: the "DICM" marker after the 128-byte preamble is missing.');
   const elements = new Map<number, Buffer>();
   for (;;) {
-    const peek: Buffer = yield { op: 'peek', n: 2 };
+    let peek_ = ctx.src.peek(2);
+    if (peek_ instanceof Promise) peek_ = yield peek_;
+    const peek = peek_ as Buffer;
     if (peek.length < 2 || peek.readUInt16LE(0) !== 0x0002) break;
     const offset = ctx.pos;
-    const h = yield* ctx.read(8, 'the file meta information');
+    let h_ = ctx.src.read(8);
+    if (h_ instanceof Promise) h_ = yield h_;
+    const h = ctx.got(h_ as Buffer, 8, 'the file meta information');
     const t = readTag(h, true);
     const vr = h.toString('latin1', 4, 6);
     let length: number;
     if (!KNOWN_VRS.has(vr)) throw new AppError('MALFORMED', `The file meta information has an element ${tagString(t)} with an unknown VR at byte ${offset}.`);
-    if (LONG_VRS.has(vr)) length = (yield* ctx.read(4, 'the file meta information')).readUInt32LE(0);
-    else length = h.readUInt16LE(6);
+    if (LONG_VRS.has(vr)) {
+      let l_ = ctx.src.read(4);
+      if (l_ instanceof Promise) l_ = yield l_;
+      length = ctx.got(l_ as Buffer, 4, 'the file meta information').readUInt32LE(0);
+    } else length = h.readUInt16LE(6);
     if (length > 65536) throw new AppError('MALFORMED', `File meta element ${tagString(t)} declares ${length} bytes.`);
-    elements.set(t, Buffer.from(yield* ctx.read(length, 'the file meta information')));
+    let v_ = ctx.src.read(length);
+    if (v_ instanceof Promise) v_ = yield v_;
+    elements.set(t, Buffer.from(ctx.got(v_ as Buffer, length, 'the file meta information')));
   }
   const tsBytes = elements.get(Tags.TransferSyntaxUID);
   if (!tsBytes) throw new AppError('MALFORMED', 'The file meta information has no Transfer Syntax UID (0002,0010).');
   const ts = trimUid(tsBytes);
   if (!syntaxInfo(ts)) throw new AppError('UNSUPPORTED_SYNTAX', `Transfer syntax ${ts} is not supported.`);
   visitor.meta?.({ preamble: Buffer.from(head.subarray(0, 128)), datasetOffset: ctx.pos, transferSyntaxUID: ts, elements });
-  return yield* parseDataset(visitor, ts, limits, ctx.pos);
+  return yield* walkTop(ctx, ts);
 }

@@ -7,44 +7,19 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { createInflateRaw, inflateRawSync, type Inflate } from 'node:zlib';
 import { AppError } from '../errors.ts';
-import { parseDataset, parsePart10, defaultLimits, type Limits, type Request, type Visitor, type WalkEnd } from './parser.ts';
+import { parseDataset, parsePart10, defaultLimits, type Limits, type Request, type Source, type Visitor, type WalkEnd } from './parser.ts';
 
 /** Largest inflated dataset accepted from the Deflated Explicit VR Little Endian transfer syntax. */
 export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 
-export interface Source {
-  read(n: number): Promise<Buffer> | Buffer;
-  skip(n: number): Promise<number> | number;
-  peek(n: number): Promise<Buffer> | Buffer;
-  /** Replace the rest of the source by its raw-inflated content. */
-  inflate(): Promise<void> | void;
-  /** Release what the source holds (streams); called once the walk is over. */
-  close?(): void;
-}
+export type { Source };
 
-/** Run the parser against a source. Answers the source has at hand (in its window) are passed on without a
- * trip through the microtask queue; only real reads are awaited. */
+/** Run a parser over a source: hand it the source, await the promises it passes back. */
 export async function drive<T>(gen: Generator<Request, T, any>, src: Source): Promise<T> {
   let r = gen.next();
   while (!r.done) {
-    const req = r.value;
-    let answer: unknown;
-    switch (req.op) {
-      case 'read':
-        answer = src.read(req.n);
-        break;
-      case 'skip':
-        answer = src.skip(req.n);
-        break;
-      case 'peek':
-        answer = src.peek(req.n);
-        break;
-      case 'inflate':
-        answer = src.inflate();
-        break;
-    }
-    if (answer instanceof Promise) answer = await answer;
-    r = gen.next(answer);
+    const v = r.value;
+    r = gen.next(v instanceof Promise ? await v : src);
   }
   return r.value;
 }

@@ -8,7 +8,7 @@
  */
 import type { Logger } from '../log.ts';
 import { ScuAssociation, ScuError, type ScuNode, type ScuTimeouts } from './scu-association.ts';
-import { cEchoRQ, CommandField, readResponse } from './scu-command.ts';
+import { cEchoRQ, CommandField, readResponse } from './command-set.ts';
 import { describeContextResult } from './scu-pdu.ts';
 import { statusMeaning } from './scu-status.ts';
 import { EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.ts';

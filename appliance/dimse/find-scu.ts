@@ -12,7 +12,7 @@ import dcmjs from 'dcmjs';
 import type { Logger } from '../log.ts';
 import { EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.ts';
 import { ScuAssociation, ScuError, type ScuNode, type ScuTimeouts } from './scu-association.ts';
-import { cCancelRQ, cFindRQ, CommandField, readResponse } from './scu-command.ts';
+import { cCancelRQ, cFindRQ, CommandField, readResponse } from './command-set.ts';
 import { describeContextResult } from './scu-pdu.ts';
 import { isPending, statusMeaning } from './scu-status.ts';
 

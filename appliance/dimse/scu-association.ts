@@ -13,7 +13,7 @@
  * - the Network class and the PDU classes are not exported.
  * Here every failure becomes a `ScuError` that says, in words, what happened and whether a retry can help;
  * nothing is skipped silently. dcmjs-dimse still encodes/decodes command sets and C-FIND identifiers
- * (scu-command.ts) and does the transcoding (scu-transcode.ts).
+ * (command-set.ts) and does the transcoding (scu-transcode.ts).
  */
 import net from 'node:net';
 import type { Logger } from '../log.ts';

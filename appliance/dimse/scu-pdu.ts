@@ -21,8 +21,9 @@ export const PduType = {
 
 export const APPLICATION_CONTEXT = '1.2.840.10008.3.1.1.1';
 /** Uplink's implementation class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
-export const IMPLEMENTATION_CLASS_UID = '2.25.3611565870108871954399017834027534716';
-export const IMPLEMENTATION_VERSION = 'UPLINK_010';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION } from '../dicom/part10.ts';
+
+export { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION };
 
 /** Bytes of a P-DATA-TF PDU around one PDV's data: PDU header (6) + PDV length (4) + context id + control header. */
 export const PDATA_OVERHEAD = 12;

@@ -25,7 +25,7 @@ import type { Logger } from '../log.ts';
 import { readHeader } from '../dicom/header.ts';
 import { DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE } from '../dicom/transfer-syntax.ts';
 import { ScuAssociation, ScuError, type NegotiatedContext, type ScuNode, type ScuTimeouts, type DataBlock } from './scu-association.ts';
-import { cStoreRQ, CommandField, readResponse } from './scu-command.ts';
+import { cStoreRQ, CommandField, readResponse } from './command-set.ts';
 import { describeContextResult, type ProposedContext } from './scu-pdu.ts';
 import { bufferBlocks, inflatedBlocks, openInstance, readPart10Layout, SourceError, type OpenedInstance } from './scu-source.ts';
 import { statusMeaning, storeDisposition } from './scu-status.ts';

@@ -6,7 +6,7 @@ import dimse from 'dcmjs-dimse';
 import { readHeader } from '../../appliance/dicom/header.ts';
 import { bigToLittleEndian } from '../../appliance/dimse/scu-transcode.ts';
 import { PduSplitter, PduFormatError } from '../../appliance/dimse/scu-pdu.ts';
-import { cStoreRQ, cEchoRQ, readResponse } from '../../appliance/dimse/scu-command.ts';
+import { cStoreRQ, cEchoRQ, readResponse } from '../../appliance/dimse/command-set.ts';
 import { planAssociations, type Prepared } from '../../appliance/dimse/store-scu.ts';
 import { statusMeaning, storeDisposition } from '../../appliance/dimse/scu-status.ts';
 import { PYDICOM_DIR } from '../helpers/samples.ts';

@@ -1,6 +1,6 @@
 /**
- * DIMSE command sets (group 0000, always implicit VR little endian, PS3.7 E) for the SCU side: encode the
- * requests we send (C-STORE, C-ECHO, C-FIND, C-CANCEL) and read the responses.
+ * DIMSE command sets (group 0000, always implicit VR little endian, PS3.7 E): encode the requests the SCU sends
+ * (C-STORE, C-ECHO, C-FIND, C-CANCEL) and read their responses; encode the C-STORE response the SCP sends.
  *
  * Written out here rather than through dcmjs-dimse's `Dataset.getDenaturalizedCommandDataset()`: a command
  * set is a handful of fixed elements, and the dcmjs round trip measured ~0.7 ms per request, a large share
@@ -72,6 +72,19 @@ export function cStoreRQ(messageId: number, sopClassUID: string, sopInstanceUID:
     { el: 0x0700, vr: 'US', value: priority },
     { el: 0x0800, vr: 'US', value: 0x0000 },
     { el: 0x1000, vr: 'UI', value: sopInstanceUID },
+  ]);
+}
+
+/** A C-STORE-RSP; `errorComment` (LO, at most 64 characters) only with a failure status. */
+export function cStoreRSP(messageIdBeingRespondedTo: number, sopClassUID: string, sopInstanceUID: string, status: number, errorComment?: string): Buffer {
+  return encodeCommand([
+    { el: 0x0002, vr: 'UI', value: sopClassUID },
+    { el: 0x0100, vr: 'US', value: CommandField.CStoreRSP },
+    { el: 0x0120, vr: 'US', value: messageIdBeingRespondedTo },
+    { el: 0x0800, vr: 'US', value: NO_DATASET },
+    { el: 0x0900, vr: 'US', value: status },
+    { el: 0x1000, vr: 'UI', value: sopInstanceUID },
+    ...(errorComment && status !== 0 ? [{ el: 0x0902, vr: 'LO' as const, value: errorComment.slice(0, 64) }] : []),
   ]);
 }
 

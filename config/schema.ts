@@ -138,7 +138,7 @@ export const defaults: Config = {
     defaultCodeDays: 14,
     maxFilesPerUpload: 20000,
     chunkBytes: 8 * 1024 * 1024,
-    parallelFiles: 3,
+    parallelFiles: 4,
     unfinishedDays: 7,
   },
   institutions: [

@@ -123,8 +123,11 @@ export interface Uploads {
   fileCreated(file: FileRow, tusId: string): void;
   /** The file and upload a tus id belongs to, if the principal owns it (HEAD, PATCH). */
   forTus(p: Principal, tusId: string): { file: FileRow; upload: UploadRow } | null;
-  /** All bytes of a tus upload arrived (durably): take the file in, or refuse it at once (not DICOM). */
-  received(tusId: string): Promise<{ ok: true } | { ok: false; error: AppError }>;
+  /**
+   * All bytes of a tus upload arrived (durably): take the file in, or refuse it at once (not DICOM). `marker`:
+   * its bytes 128-131 if the caller saw them go by (else they are read from the file).
+   */
+  received(tusId: string, marker?: string): Promise<{ ok: true } | { ok: false; error: AppError }>;
   /** SOP Instance UIDs the browser still has to send (e.g. bytes lost): it sends them again. */
   missing(u: UploadRow): string[];
   cancel(p: Principal, u: UploadRow, ip: string | null): Promise<{ discarded: number; kept: number }>;
@@ -244,17 +247,20 @@ export function createUploads(deps: UploadsDeps): Uploads {
   const tusUrl = (tusId: string) => `${TUS_PATH}/${tusId}`;
   const tusData = (tusId: string) => path.join(tusDir, tusId);
 
-  async function takeIn(f: FileRow, u: UploadRow): Promise<{ ok: true } | { ok: false; error: AppError }> {
-    // Only DICOM is accepted: a file without the Part 10 marker is refused now, with its reason.
-    const fh = await open(tusData(f.tusId!), 'r');
-    let marker = '';
+  async function readMarker(file: string): Promise<string> {
+    const fh = await open(file, 'r');
     try {
       const b = Buffer.alloc(4);
       const { bytesRead } = await fh.read(b, 0, 4, 128);
-      marker = bytesRead === 4 ? b.toString('latin1') : '';
+      return bytesRead === 4 ? b.toString('latin1') : '';
     } finally {
       await fh.close();
     }
+  }
+
+  async function takeIn(f: FileRow, u: UploadRow, seen?: string): Promise<{ ok: true } | { ok: false; error: AppError }> {
+    // Only DICOM is accepted: a file without the Part 10 marker is refused now, with its reason.
+    const marker = seen ?? (await readMarker(tusData(f.tusId!)));
     if (marker !== 'DICM') {
       records.settleFile(f.id, 'refused', 'NOT_DICOM');
       await removeTusFiles(tusDir, f.tusId!);
@@ -477,7 +483,7 @@ export function createUploads(deps: UploadsDeps): Uploads {
       return { file, upload };
     },
 
-    async received(tusId) {
+    async received(tusId, marker) {
       const f = records.fileByTus(tusId);
       if (!f) return { ok: true };
       const u = records.get(f.uploadRef)!;
@@ -486,7 +492,7 @@ export function createUploads(deps: UploadsDeps): Uploads {
         return { ok: false, error: new AppError('CONFLICT', 'This upload has ended.') };
       }
       if (f.state !== 'receiving') return { ok: true };
-      return takeIn(f, u);
+      return takeIn(f, u, marker);
     },
 
     missing(u) {

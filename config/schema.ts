@@ -226,7 +226,7 @@ export const keyDocs: KeyDoc[] = [
   { path: 'upload.defaultCodeDays', doc: 'Validity of a new upload code when no expiry is given, in days.', example: '30' },
   { path: 'upload.maxFilesPerUpload', doc: 'Most files one upload may contain.', example: '50000' },
   { path: 'upload.chunkBytes', doc: 'Size of each request of the resumable (tus) transfer from the browser: a file is sent in chunks of this size, each acknowledged once it is durably on disk, so no request runs long and a resumed file continues from the last chunk.', example: '4194304' },
-  { path: 'upload.parallelFiles', doc: 'Files the browser sends at the same time.', example: '4' },
+  { path: 'upload.parallelFiles', doc: 'Files the browser sends at the same time (browsers open at most 6 connections to one server; the page needs one for its status).', example: '2' },
   { path: 'upload.unfinishedDays', doc: 'An upload that was started but not finished (the browser went away) and has had no activity for this many days expires: what it had staged is discarded (audited). Until then the uploader can continue it by entering the code again and adding the same files.', example: '14' },
   { path: 'institutions', doc: 'Institutions that hand out upload codes; shown in the portal header.', example: '[{"id":"main","name":"St. Example","phone":"+31 20 000 0000","email":"pacs@example.org","manualUrl":"https://example.org/manual.pdf","privacyPolicyUrl":"https://example.org/privacy"}]' },
   { path: 'institutions[].id', doc: 'Short identifier used by `uplink code create --institution`.', example: '"main"' },

@@ -6,7 +6,8 @@
  *     rest it has already, from this upload or an earlier one of the same code or user) and, for a file it has
  *     some bytes of, the tus URL to continue at: a closed tab, the code entered again and the same files added
  *     again continue from the server's offsets (no browser storage involved).
- *  2. Transfer: tus (tus-js-client), a few files at a time, in chunks of a few MB (both set by the server).
+ *  2. Transfer: tus (tus-js-client), a few files at a time, in chunks of a few MB (both set by the server;
+ *     fewer files at a time on a slow line, so that no request runs long).
  *     Network errors and 5xx are retried with growing delays, then again every 15 s (or when the browser is
  *     back online), for as long as the page is open: a dropped network or a restarted appliance is ridden out.
  *  3. PAUSE UPLOAD / RESUME UPLOAD; CANCEL UPLOAD (asks first; the server discards what is staged and says so).
@@ -59,6 +60,8 @@ interface Job {
 export const STATUS_URL = '/upload/status';
 const RETRY_DELAYS = [0, 1000, 2000, 4000, 8000, 15000, 15000, 15000, 30000];
 const WAIT_MS = 15000;
+/** Longest a chunk should take on the line as measured (see `parallel` in runTransfer). */
+const CHUNK_SECONDS = 40;
 /** Errors after which nothing can go on without the uploader (enter the code again, reload). */
 const STOP_CODES = new Set(['SESSION_EXPIRED', 'CODE_EXPIRED', 'CODE_REVOKED', 'CODE_UNKNOWN', 'UNAUTHENTICATED', 'FORBIDDEN', 'CSRF']);
 
@@ -294,11 +297,21 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
     if (state === 'sending') say('');
   };
 
+  /**
+   * Files sent at once: as many as the server allows, but on a slow line so few that one chunk still takes
+   * under about 40 s (the appliance gives a request at most 120 s; parallel files share the line).
+   */
+  const parallel = () => {
+    const rate = meter.rate();
+    return rate === null ? r.parallel : Math.max(1, Math.min(r.parallel, Math.floor((rate * CHUNK_SECONDS) / r.chunkBytes)));
+  };
+
   const schedule = () => {
     if (state !== 'sending') return;
     let active = jobs.filter((j) => j.state === 'active').length;
+    const limit = parallel();
     for (const j of jobs) {
-      if (active >= r.parallel) break;
+      if (active >= limit) break;
       if (j.state !== 'queued') continue;
       startJob(j);
       active++;

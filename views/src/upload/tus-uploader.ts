@@ -222,6 +222,7 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
   let missingRounds = 0;
   const waits = new Set<number>();
   let lost = false;
+  let done = false;
 
   const guard = (e: BeforeUnloadEvent) => {
     e.preventDefault();
@@ -450,7 +451,19 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
     setState('sent');
     say(t('upload.sent'));
     tick(true);
+    // The appliance may have finished already (its record said so before the browser asked).
+    const now = byId('upload-server')?.dataset.state;
+    if (now) onServerState(now);
     refreshStatus();
+  }
+
+  /** The appliance's record changed (or was seen again): once it is final, the transfer part is done. */
+  function onServerState(s: string): void {
+    if (done || !(s === 'complete' || s === 'cancelled' || s === 'expired') || !(state === 'sent' || state === 'cancelled')) return;
+    done = true;
+    transfer.hidden = true;
+    byId('upload-state')?.focus();
+    if (state === 'sent') finish(false);
   }
 
   const abortAll = async () => {
@@ -534,13 +547,5 @@ function runTransfer(r: BeginResponse, sel: Selection, view: UploadView, ended: 
   schedule();
   void checkAllSent();
 
-  return {
-    onServerState(s: string) {
-      if ((s === 'complete' || s === 'cancelled' || s === 'expired') && (state === 'sent' || state === 'cancelled')) {
-        transfer.hidden = true;
-        byId('upload-state')?.focus();
-        if (state === 'sent') finish(false);
-      }
-    },
-  };
+  return { onServerState };
 }

@@ -75,6 +75,10 @@ export async function startAppliance(opts: StartOptions): Promise<RunningApplian
       env: { ...process.env, ...opts.env, UPLINK_CONFIG: configPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // Never outlive the test process, even when it dies before its teardown runs.
+    const reap = () => proc.kill('SIGKILL');
+    process.once('exit', reap);
+    proc.once('exit', () => process.off('exit', reap));
     proc.stdout!.on('data', (d) => (out += d));
     proc.stderr!.on('data', (d) => (out += d));
     const exited = new Promise<void>((_, reject) => proc.once('exit', (code) => reject(new Error(`appliance exited with ${code} before it was healthy:\n${out.slice(-3000)}`))));

@@ -70,5 +70,10 @@ export async function openPage(
   await page.addInitScript({
     content: "document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));",
   });
+  // File choosers are intercepted from the start: Playwright switches interception on asynchronously when a
+  // test first waits for one, and a key press sent right after could open a (headless, invisible) native
+  // chooser instead of raising the event. The round trip below makes sure the switch has been made.
+  page.on('filechooser', () => undefined);
+  await page.evaluate('0');
   return { page, context, problems };
 }

@@ -100,6 +100,58 @@ export function runCli(configPath: string, args: string[]): Promise<CliResult> {
   });
 }
 
+/** server/main.ts (what `npm start` runs) as a child process with this config, healthy. */
+export interface UplinkProcess {
+  readonly proc: ChildProcess;
+  /** What it wrote so far (JSON log lines and the start banner). */
+  output(): string;
+  /** SIGTERM, SIGKILL after 10 s; its exit code. */
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+export async function launchUplink(configPath: string, url: string): Promise<UplinkProcess> {
+  let out = '';
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'server', 'main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, UPLINK_CONFIG: configPath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Never outlive the test process, even when it dies before its teardown runs.
+  const reap = () => proc.kill('SIGKILL');
+  process.once('exit', reap);
+  proc.once('exit', () => process.off('exit', reap));
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
+  const waitExit = () => new Promise<number | null>((resolve) => (exited() ? resolve(proc.exitCode) : proc.once('exit', (code) => resolve(code))));
+  const p: UplinkProcess = {
+    proc,
+    output: () => out,
+    async stop() {
+      if (exited()) return proc.exitCode;
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const done = waitExit();
+      proc.kill('SIGTERM');
+      const code = await done;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill() {
+      const done = waitExit();
+      proc.kill('SIGKILL');
+      await done;
+    },
+  };
+  try {
+    await waitHealthy(url, proc, () => out);
+  } catch (e) {
+    await p.stop();
+    throw e;
+  }
+  return p;
+}
+
 async function waitHealthy(url: string, proc: ChildProcess | null, out: () => string): Promise<void> {
   const deadline = Date.now() + 90_000;
   let last = 'no answer';
@@ -131,32 +183,16 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
   let configPath = '';
   let config!: Config;
   let url = '';
-  let out = '';
+  let output = () => '';
   let stop: () => Promise<void> = async () => {};
   let app: UplinkApp | undefined;
   let appliance: Appliance | undefined;
   t.teardown(() => stop());
 
   const launchProcess = async () => {
-    out = '';
-    const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'server', 'main.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, UPLINK_CONFIG: configPath },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    proc.stdout!.on('data', (d) => (out += d));
-    proc.stderr!.on('data', (d) => (out += d));
-    stop = () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-        proc.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        proc.kill('SIGTERM');
-      });
-    await waitHealthy(url, proc, () => out);
+    const p = await launchUplink(configPath, url);
+    stop = async () => void (await p.stop());
+    output = p.output;
   };
 
   const launchInProcess = async () => {
@@ -205,7 +241,7 @@ export async function startServer(t: TapLike, opts: ServerOptions = {}): Promise
     config,
     app,
     appliance,
-    output: () => out,
+    output: () => output(),
     cli,
     async createCode(o = {}) {
       const args = ['code', 'create', '--institution', o.institution ?? TEST_INSTITUTION.id];

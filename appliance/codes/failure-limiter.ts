@@ -1,5 +1,5 @@
 /**
- * Sliding-window limiter for failed attempts (wrong upload codes now, wrong passwords later): at most
+ * Sliding-window limits on failed attempts (wrong upload codes here; console log-ins build on createSlidingWindow): at most
  * `perKey` failures per key (a client address) and `global` failures in total within `windowMs`. Once a key,
  * or everyone, is over the limit, further attempts are refused until old failures leave the window.
  *
@@ -28,49 +28,61 @@ export interface FailureLimiter {
   count(key: string): number;
 }
 
-export function createFailureLimiter(opts: FailureLimiterOptions): FailureLimiter {
-  const now = opts.now ?? Date.now;
-  const maxKeys = opts.maxKeys ?? 100_000;
+/**
+ * Failures per key in a sliding window: at most `limit` timestamps per key and `maxKeys` keys (the least
+ * recently failed are forgotten first). `blocked(key)` says how long until the key may try again, or null.
+ */
+export function createSlidingWindow(limit: number, windowMs: number, maxKeys: number, now: () => number) {
   const byKey = new Map<string, number[]>();
-  let globalTimes: number[] = [];
-
-  const prune = (times: number[], t: number) => {
+  const live = (key: string, t: number): number[] => {
+    const times = byKey.get(key);
+    if (!times) return [];
     let i = 0;
-    while (i < times.length && times[i] <= t - opts.windowMs) i++;
+    while (i < times.length && times[i] <= t - windowMs) i++;
     if (i) times.splice(0, i);
+    if (!times.length) byKey.delete(key);
     return times;
   };
-
   return {
-    check(key) {
+    blocked(key: string): number | null {
       const t = now();
-      prune(globalTimes, t);
-      if (globalTimes.length >= opts.global) return { scope: 'global', retryAfterMs: globalTimes[0] + opts.windowMs - t };
-      const times = byKey.get(key);
-      if (!times) return null;
-      prune(times, t);
-      if (times.length === 0) {
-        byKey.delete(key);
-        return null;
-      }
-      if (times.length >= opts.perKey) return { scope: 'key', retryAfterMs: times[0] + opts.windowMs - t };
-      return null;
+      const times = live(key, t);
+      return times.length >= limit ? times[0] + windowMs - t : null;
     },
-    fail(key) {
+    fail(key: string) {
       const t = now();
-      globalTimes.push(t);
-      if (globalTimes.length > opts.global) globalTimes = globalTimes.slice(-opts.global);
-      const times = byKey.get(key) ?? [];
-      byKey.delete(key); // re-insert: Map order is then least recently failed first
+      const times = live(key, t);
+      byKey.delete(key); // re-insert: Map order is least recently failed first
       times.push(t);
-      if (times.length > opts.perKey) times.splice(0, times.length - opts.perKey);
+      if (times.length > limit) times.splice(0, times.length - limit);
       byKey.set(key, times);
       while (byKey.size > maxKeys) byKey.delete(byKey.keys().next().value as string);
     },
-    count(key) {
-      const times = byKey.get(key);
-      return times ? prune(times, now()).length : 0;
+    clear(key: string) {
+      byKey.delete(key);
     },
+    count(key: string): number {
+      return live(key, now()).length;
+    },
+  };
+}
+
+export function createFailureLimiter(opts: FailureLimiterOptions): FailureLimiter {
+  const now = opts.now ?? Date.now;
+  const byKey = createSlidingWindow(opts.perKey, opts.windowMs, opts.maxKeys ?? 100_000, now);
+  const everyone = createSlidingWindow(opts.global, opts.windowMs, 1, now);
+  return {
+    check(key) {
+      const g = everyone.blocked('');
+      if (g !== null) return { scope: 'global', retryAfterMs: g };
+      const k = byKey.blocked(key);
+      return k === null ? null : { scope: 'key', retryAfterMs: k };
+    },
+    fail(key) {
+      everyone.fail('');
+      byKey.fail(key);
+    },
+    count: (key) => byKey.count(key),
   };
 }
 

@@ -8,7 +8,7 @@
  * Kept in memory (a restart resets it), bounded: at most `limit` timestamps per key, at most `maxKeys` keys
  * per kind (the least recently failed are forgotten first).
  */
-import { addressKey } from '../codes/failure-limiter.ts';
+import { addressKey, createSlidingWindow } from '../codes/failure-limiter.ts';
 
 export interface LoginThrottleOptions {
   perAddress: number;
@@ -36,46 +36,11 @@ export function userKey(name: string): string {
   return name.normalize('NFKC').trim().toLowerCase().slice(0, 200);
 }
 
-function createWindow(limit: number, windowMs: number, maxKeys: number, now: () => number) {
-  const byKey = new Map<string, number[]>();
-  const live = (key: string, t: number): number[] => {
-    const times = byKey.get(key);
-    if (!times) return [];
-    let i = 0;
-    while (i < times.length && times[i] <= t - windowMs) i++;
-    if (i) times.splice(0, i);
-    if (!times.length) byKey.delete(key);
-    return times;
-  };
-  return {
-    blocked(key: string): number | null {
-      const t = now();
-      const times = live(key, t);
-      return times.length >= limit ? times[0] + windowMs - t : null;
-    },
-    fail(key: string) {
-      const t = now();
-      const times = live(key, t);
-      byKey.delete(key); // re-insert: Map order is least recently failed first
-      times.push(t);
-      if (times.length > limit) times.splice(0, times.length - limit);
-      byKey.set(key, times);
-      while (byKey.size > maxKeys) byKey.delete(byKey.keys().next().value as string);
-    },
-    clear(key: string) {
-      byKey.delete(key);
-    },
-    count(key: string): number {
-      return live(key, now()).length;
-    },
-  };
-}
-
 export function createLoginThrottle(opts: LoginThrottleOptions): LoginThrottle {
   const now = opts.now ?? Date.now;
   const maxKeys = opts.maxKeys ?? 100_000;
-  const byAddress = createWindow(opts.perAddress, opts.windowMs, maxKeys, now);
-  const byUser = createWindow(opts.perUser, opts.windowMs, maxKeys, now);
+  const byAddress = createSlidingWindow(opts.perAddress, opts.windowMs, maxKeys, now);
+  const byUser = createSlidingWindow(opts.perUser, opts.windowMs, maxKeys, now);
   return {
     check(ip, userName) {
       const a = byAddress.blocked(addressKey(ip));

@@ -13,12 +13,13 @@
  * (small files rewritten N at a time, as parallel uploads would; default 4), --keep (keep the temp folder).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tags } from '../../appliance/dicom/dictionary.ts';
 import { rewrite, type EditRule, type PrivateBlock } from '../../appliance/dicom/rewrite.ts';
 import { DEIDENTIFICATION_METHOD } from '../../appliance/intake/transform.ts';
+import { FRAME_BYTES, writeMultiframe } from '../helpers/large-dicom.ts';
 import { PYDICOM_DIR } from '../helpers/samples.ts';
 
 const arg = (name: string, def: number) => {
@@ -55,79 +56,6 @@ const BLOCK: PrivateBlock = {
   ],
 };
 
-/** An explicit VR little endian multi-frame file of about `mb` MB, written in 1 MB chunks. */
-async function generateBig(file: string, mb: number): Promise<void> {
-  const el = (group: number, element: number, vr: string, value: Buffer) => {
-    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
-    const h = Buffer.alloc(long ? 12 : 8);
-    h.writeUInt16LE(group, 0);
-    h.writeUInt16LE(element, 2);
-    h.write(vr, 4, 'latin1');
-    if (long) h.writeUInt32LE(value.length, 8);
-    else h.writeUInt16LE(value.length, 6);
-    return Buffer.concat([h, value]);
-  };
-  const txt = (s: string, pad = ' ') => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
-  const us = (n: number) => {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(n);
-    return b;
-  };
-  const frames = Math.floor((mb * MB) / (512 * 512 * 2));
-  const pixelBytes = frames * 512 * 512 * 2;
-  const meta = Buffer.concat([
-    el(2, 1, 'OB', Buffer.from([0, 1])),
-    el(2, 2, 'UI', txt('1.2.840.10008.5.1.4.1.1.2.1', '\0')),
-    el(2, 3, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.1', '\0')),
-    el(2, 0x10, 'UI', txt('1.2.840.10008.1.2.1', '\0')),
-  ]);
-  const gl = Buffer.alloc(4);
-  gl.writeUInt32LE(meta.length);
-  const head = Buffer.concat([
-    Buffer.alloc(128),
-    Buffer.from('DICM'),
-    el(2, 0, 'UL', gl),
-    meta,
-    el(8, 5, 'CS', txt('ISO_IR 100')),
-    el(8, 0x16, 'UI', txt('1.2.840.10008.5.1.4.1.1.2.1', '\0')),
-    el(8, 0x18, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.1', '\0')),
-    el(8, 0x50, 'SH', txt('ACC-ORIGINAL')),
-    el(8, 0x60, 'CS', txt('CT')),
-    el(0x10, 0x10, 'PN', txt('Bench^Patient')),
-    el(0x10, 0x20, 'LO', txt('PID-ORIGINAL')),
-    el(0x20, 0x0d, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.2', '\0')),
-    el(0x20, 0x0e, 'UI', txt('1.2.826.0.1.3680043.2.1125.5.3', '\0')),
-    el(0x28, 0x02, 'US', us(1)),
-    el(0x28, 0x04, 'CS', txt('MONOCHROME2')),
-    el(0x28, 0x08, 'IS', txt(String(frames))),
-    el(0x28, 0x10, 'US', us(512)),
-    el(0x28, 0x11, 'US', us(512)),
-    el(0x28, 0x100, 'US', us(16)),
-    el(0x28, 0x101, 'US', us(12)),
-    el(0x28, 0x102, 'US', us(11)),
-    el(0x28, 0x103, 'US', us(0)),
-  ]);
-  const pxHead = Buffer.alloc(12);
-  pxHead.writeUInt16LE(0x7fe0, 0);
-  pxHead.writeUInt16LE(0x0010, 2);
-  pxHead.write('OW', 4, 'latin1');
-  pxHead.writeUInt32LE(pixelBytes, 8);
-  const ws = createWriteStream(file);
-  let failed: Error | undefined;
-  ws.on('error', (e) => (failed = e));
-  const write = (b: Buffer) =>
-    new Promise<void>((res, rej) => {
-      if (failed) return rej(failed);
-      if (ws.write(b)) res();
-      else ws.once('drain', res);
-    });
-  await write(Buffer.concat([head, pxHead]));
-  const chunk = Buffer.alloc(MB);
-  for (let i = 0; i < chunk.length; i += 2) chunk.writeUInt16LE((i * 7) & 0xfff, i);
-  for (let left = pixelBytes; left > 0; left -= chunk.length) await write(left >= chunk.length ? chunk : chunk.subarray(0, left));
-  await new Promise<void>((res) => ws.end(res));
-}
-
 function warm(paths: string[]): void {
   // read everything once so both cp and rewrite start from a warm page cache
   for (const p of paths) spawnSync('cat', [p], { stdio: ['ignore', 'ignore', 'ignore'] });
@@ -144,7 +72,7 @@ async function main(): Promise<void> {
   try {
     console.log(`Uplink rewrite benchmark (${os.cpus().length} CPUs, Node ${process.version}); data in ${dir}`);
     const big = path.join(dir, 'big.dcm');
-    await generateBig(big, BIG_MB);
+    await writeMultiframe(big, Math.max(1, Math.round((BIG_MB * MB) / FRAME_BYTES)));
     const bigSize = statSync(big).size;
     const smallDir = path.join(dir, 'small');
     mkdirSync(smallDir);

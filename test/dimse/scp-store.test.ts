@@ -3,20 +3,11 @@
 // same instances again is acknowledged without storing them twice.
 import t from 'tap';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { startAppliance } from '../helpers/appliance.ts';
 import { dcmsend, startStoreScp, storescu } from '../helpers/dcmtk.ts';
 import { datasetBytes, filesUnder, metaSopInstanceUid } from '../helpers/dicom-files.ts';
 import { copyWithNewUids, validSamples } from '../helpers/samples.ts';
 
-function instanceCount(dataDir: string): number {
-  const db = new Database(path.join(dataDir, 'uplink.sqlite'), { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 t.test('dcmsend of every pydicom sample: Uplink keeps what storescp +B keeps, byte for byte', async (t) => {
   const dir = t.testdir();
@@ -46,15 +37,15 @@ t.test('dcmsend of every pydicom sample: Uplink keeps what storescp +B keeps, by
     else t.fail(`dataset of ${uid} differs from storescp +B`);
   }
   t.equal(identical, reference.length, 'every dataset storescp kept is byte-identical in Uplink');
-  t.equal(instanceCount(app.dataDir), ours.size, 'index and store hold the same number of instances');
+  t.equal(app.instanceCount(), ours.size, 'index and store hold the same number of instances');
 
   // The same send again: acknowledged (dcmsend reports success), nothing stored twice.
-  const before = instanceCount(app.dataDir);
+  const before = app.instanceCount();
   const again = await dcmsend(['-nh', '-v', '-aet', 'DCMSEND', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...reference]);
   const out = `${again.stdout}${again.stderr}`;
   t.match(out, /with status SUCCESS/i, 'duplicates are acknowledged with success');
   t.notMatch(out, /status (FAILURE|REFUSED)/i, 'no duplicate was refused');
-  t.equal(instanceCount(app.dataDir), before, 'no instance stored twice');
+  t.equal(app.instanceCount(), before, 'no instance stored twice');
 });
 
 t.test('storescu (uncompressed, implicit and explicit VR, big endian) stores into the index', async (t) => {
@@ -65,7 +56,7 @@ t.test('storescu (uncompressed, implicit and explicit VR, big endian) stores int
   t.teardown(() => app.stop());
   const r = await storescu(['-aet', 'STORESCU', '-aec', 'UPLINK', '127.0.0.1', String(app.dicomPort), ...files]);
   t.equal(r.code, 0, `storescu succeeded: ${r.stderr}`);
-  t.equal(instanceCount(app.dataDir), files.length, 'every instance indexed');
+  t.equal(app.instanceCount(), files.length, 'every instance indexed');
   const logs = app.logLines().filter((l) => l.msg === 'instance stored');
   t.equal(logs.length, files.length, 'one log line per stored instance');
   t.notMatch(app.output(), /CompressedSamples|Lestrade|4MR1|1CT1/, 'no patient names or IDs in the log');

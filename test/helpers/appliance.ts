@@ -5,6 +5,8 @@
  * (writeTestConfig, launchUplink), which web tests use directly.
  */
 import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { launchUplink, writeTestConfig, ROOT, type UplinkProcess } from './server.ts';
 
 export { ROOT };
@@ -47,6 +49,8 @@ export interface RunningAppliance {
   /** Start again with the same config and data (after stop or kill). */
   restart(): Promise<void>;
   health(): Promise<{ status: number; body: any }>;
+  /** Rows in the index's instances table (read-only connection; WAL lets it read while the appliance runs). */
+  instanceCount(): number;
 }
 
 export async function startAppliance(opts: StartOptions): Promise<RunningAppliance> {
@@ -100,6 +104,14 @@ export async function startAppliance(opts: StartOptions): Promise<RunningApplian
     async health() {
       const r = await fetch(`${url}/healthz`);
       return { status: r.status, body: await r.json() };
+    },
+    instanceCount() {
+      const db = new Database(path.join(config.dataDir, 'uplink.sqlite'), { readonly: true });
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
     },
   };
 }

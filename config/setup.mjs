@@ -38,8 +38,8 @@ if (missing.length) {
   say(`installing Debian packages: ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
-  // Package post-install scripts may try to start services; policy-rc.d 101 keeps them from doing so.
-  execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+  // With recommended packages (fonts for Chromium, ...), as on the machines the tests were written on.
+  execFileSync('apt-get', ['install', '-y', '-q', ...missing], { stdio: 'inherit', env });
 }
 
 // npm packages: (re)install when node_modules is missing or older than the lockfile.
